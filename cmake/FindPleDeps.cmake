@@ -1,0 +1,24 @@
+# Finds the four real dependencies, each from its Debian 12 package, and fails with a message that
+# names the package to install. Defines imported targets ple::uv, ple::curl, ple::jansson and
+# ple::llhttp.
+
+function(ple_find_lib target header lib_names package)
+  find_path(${target}_INCLUDE_DIR NAMES ${header} PATH_SUFFIXES ${ARGN})
+  find_library(${target}_LIBRARY NAMES ${lib_names})
+  if(NOT ${target}_INCLUDE_DIR OR NOT ${target}_LIBRARY)
+    message(FATAL_ERROR
+      "${header} / lib${lib_names} not found. Install it with:\n"
+      "  apt-get install -y --no-install-recommends ${package}")
+  endif()
+  add_library(ple::${target} UNKNOWN IMPORTED)
+  set_target_properties(ple::${target} PROPERTIES
+    IMPORTED_LOCATION "${${target}_LIBRARY}"
+    INTERFACE_INCLUDE_DIRECTORIES "${${target}_INCLUDE_DIR}")
+  message(STATUS "${target}: ${${target}_LIBRARY}")
+endfunction()
+
+ple_find_lib(uv uv.h uv libuv1-dev)
+ple_find_lib(jansson jansson.h jansson libjansson-dev)
+ple_find_lib(curl curl/curl.h curl libcurl4-openssl-dev)
+
+include(${CMAKE_CURRENT_LIST_DIR}/Llhttp.cmake)

@@ -1,0 +1,73 @@
+/* Environment -> struct config. Pure: the environment is read through a lookup function, so the
+ * unit tests can feed any set of variables.
+ *
+ * The seed's 21 variables keep their Go defaults and meanings. An invalid value never stops the
+ * extension: it becomes a config_issue (logged by main once the logger is configured) and the
+ * default applies. */
+#ifndef PLE_CONFIG_H
+#define PLE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+#define CONFIG_DEFAULT_REMOTE "https://ingest.pyroscope.cloud"
+#define CONFIG_MAX_ISSUES 24
+
+struct config_header {
+    char *name;  /* validated HTTP token */
+    char *value; /* secret: never logged */
+};
+
+/* A problem with one variable. Never holds a secret: for secret variables value is "". */
+struct config_issue {
+    enum log_level level; /* LOG_LEVEL_WARN for a fallback to the default, ERROR otherwise */
+    const char *variable;
+    char value[96];         /* the offending value, truncated, or "" */
+    char default_value[48]; /* what applies instead, or "" */
+    char detail[160];       /* what is wrong, in words */
+};
+
+struct config {
+    /* The seed's table. */
+    char *remote_address;  /* PYROSCOPE_REMOTE_ADDRESS, no trailing '/' */
+    char *auth_token;      /* PYROSCOPE_AUTH_TOKEN, "" when unset (secret) */
+    bool self_profiling;   /* PYROSCOPE_SELF_PROFILING */
+    int64_t timeout_ns;    /* PYROSCOPE_TIMEOUT, > 0 */
+    int num_workers;       /* PYROSCOPE_NUM_WORKERS, >= 1 */
+    bool flush_on_invoke;  /* PYROSCOPE_FLUSH_ON_INVOKE */
+    struct config_header *http_headers; /* PYROSCOPE_HTTP_HEADERS, parsed */
+    size_t n_http_headers;
+    char *tenant_id;           /* PYROSCOPE_TENANT_ID, "" when unset */
+    char *basic_auth_user;     /* PYROSCOPE_BASIC_AUTH_USER, "" when unset */
+    char *basic_auth_password; /* PYROSCOPE_BASIC_AUTH_PASSWORD, "" when unset (secret) */
+    /* PYROSCOPE_LOG_LEVEL, _LOG_FORMAT, _LOG_TIMESTAMP_FORMAT, _LOG_TIMESTAMP_DISABLE and the six
+     * _FIELD_NAME variables; the strings point into this struct's own copies. */
+    struct log_options log;
+
+    /* Ours (see the README's second table). */
+    bool dev_mode;              /* PYROSCOPE_DEV_MODE */
+    uint16_t relay_port;        /* PYROSCOPE_RELAY_PORT, default 4040 */
+    size_t queue_max_count;     /* PYROSCOPE_QUEUE_MAX_COUNT, default 256 */
+    size_t queue_max_bytes;     /* PYROSCOPE_QUEUE_MAX_BYTES, default 32 MiB */
+    size_t max_body_bytes;      /* PYROSCOPE_MAX_BODY_BYTES, default 8 MiB */
+
+    struct config_issue issues[CONFIG_MAX_ISSUES];
+    size_t n_issues;
+
+    /* Owned copies of the strings that log points to. */
+    char *owned_log_strings[7];
+};
+
+typedef const char *(*config_getenv_fn)(void *ud, const char *name);
+
+/* Fills c from the environment. Always succeeds (returns 0) except on allocation failure (-1).
+ * Problems are recorded in c->issues. */
+int config_load(struct config *c, config_getenv_fn getenv_fn, void *ud);
+/* The process environment, for config_load. */
+const char *config_getenv_process(void *ud, const char *name);
+void config_free(struct config *c);
+
+#endif

@@ -1,0 +1,85 @@
+/* The relay queue: a bounded FIFO of uploads waiting for the remote, plus the uploads in flight.
+ *
+ * Ownership: the listener allocates a relay_req and gives it to queue_push; from then on the
+ * queue owns it. The uploader takes it with queue_pop (it is then "in flight", still counted
+ * against the bounds) and gives it back with queue_done, which frees it. Both bounds (count and
+ * bytes) cover queued and in-flight requests together, because both hold memory.
+ *
+ * Waiters: the lifecycle asks to be called back once nothing is queued or in flight
+ * (queue_when_idle). That is how flush-on-invoke and the shutdown drain await the uploads
+ * without blocking the loop. */
+#ifndef PLE_QUEUE_H
+#define PLE_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+
+struct relay_req {
+    struct relay_req *next; /* intrusive FIFO link */
+    uint64_t id;            /* 1, 2, 3, ... in order of acceptance */
+    char *method;
+    char *url;                  /* the remote URL */
+    struct curl_slist *headers; /* the upload's headers, final */
+    char *body;
+    size_t body_len;
+    uint64_t accepted_ms; /* uv_now() when it was queued */
+    unsigned attempts;
+};
+
+void relay_req_free(struct relay_req *r);
+/* The bytes a request holds, as counted against queue_max_bytes. */
+size_t relay_req_cost(const struct relay_req *r);
+
+typedef void (*queue_cb)(void *ud);
+
+struct queue_waiter {
+    struct queue_waiter *next;
+    queue_cb cb;
+    void *ud;
+};
+
+struct queue_stats {
+    uint64_t accepted;  /* pushed successfully */
+    uint64_t relayed;   /* delivered: the remote answered 2xx */
+    uint64_t failed;    /* given up on: the remote refused it or could not be reached */
+    uint64_t rejected;  /* refused at the door because a bound was reached (client got 503) */
+};
+
+struct queue {
+    struct relay_req *head, *tail;
+    size_t queued, queued_bytes;
+    size_t inflight, inflight_bytes;
+    size_t max_count, max_bytes;
+    uint64_t next_id;
+    struct queue_stats stats;
+    struct queue_waiter *waiters;
+    queue_cb on_push; /* the uploader's kick */
+    void *on_push_ud;
+};
+
+void queue_init(struct queue *q, size_t max_count, size_t max_bytes);
+/* Frees everything still queued (the caller has already reported it). Waiters are dropped. */
+void queue_dispose(struct queue *q);
+/* Would a request of this cost fit now? */
+bool queue_has_room(const struct queue *q, size_t cost);
+/* Takes ownership of r and returns 0, or returns -1 without taking it when a bound is reached
+ * (stats.rejected counts it). Calls on_push. */
+int queue_push(struct queue *q, struct relay_req *r);
+/* The oldest queued request, now in flight; NULL when none is queued. */
+struct relay_req *queue_pop(struct queue *q);
+/* Puts an in-flight request back at the head (a retry); it stays counted. */
+void queue_requeue(struct queue *q, struct relay_req *r);
+/* An in-flight request is finished: counted as relayed or failed, then freed. Calls the idle
+ * waiters once nothing is queued or in flight. */
+void queue_done(struct queue *q, struct relay_req *r, bool delivered);
+size_t queue_pending(const struct queue *q); /* queued + in flight */
+bool queue_idle(const struct queue *q);
+/* cb runs once, from queue_done (or at once, synchronously, if the queue is idle already);
+ * returns a handle to cancel it with queue_cancel_wait, or NULL if it already ran. */
+struct queue_waiter *queue_when_idle(struct queue *q, queue_cb cb, void *ud);
+void queue_cancel_wait(struct queue *q, struct queue_waiter *w);
+
+#endif

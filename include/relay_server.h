@@ -1,0 +1,28 @@
+/* The listener on 127.0.0.1 and [::1] at PYROSCOPE_RELAY_PORT: uv_tcp_t connections parsed by
+ * llhttp. Each complete request becomes a relay_req (remote URL, final headers, body) that is
+ * pushed on the queue, and the client is answered at once: 200 when queued, 503 with Retry-After
+ * when the queue is full, 413 when the body is over the limit, 400 when the request is
+ * malformed. */
+#ifndef PLE_RELAY_SERVER_H
+#define PLE_RELAY_SERVER_H
+
+#include <uv.h>
+
+#include "config.h"
+#include "queue.h"
+#include "rewrite.h"
+
+struct relay_server;
+
+/* Binds and listens. On failure returns NULL and sets *err to the negative uv error of the IPv4
+ * listener (the IPv6 one is optional: a host without ::1 is not an error). */
+struct relay_server *relay_server_start(uv_loop_t *loop, const struct config *c, struct queue *q,
+                                        const struct header_policy *policy,
+                                        const char *session_id, int *err);
+/* Stops accepting: listeners close, idle connections close, busy ones close after the request
+ * they are reading. */
+void relay_server_stop_accepting(struct relay_server *s);
+/* Closes everything; done runs once every handle is closed and the server is freed. */
+void relay_server_close(struct relay_server *s, void (*done)(void *ud), void *ud);
+
+#endif
