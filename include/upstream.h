@@ -1,9 +1,14 @@
 /* The uploader: libcurl's multi interface driven by the uv loop (sockets -> uv_poll_t, curl's
  * timer -> one uv_timer_t). It takes requests from the queue while fewer than
  * PYROSCOPE_NUM_WORKERS are in flight, keeps connections to the remote alive for reuse, and hands
- * each request back to the queue when it is finished. */
+ * each request back to the queue when it is finished.
+ *
+ * Threads: none of ours. libcurl may resolve host names in a thread of its own (the threaded
+ * resolver of Debian's build); that thread never touches our state. */
 #ifndef PLE_UPSTREAM_H
 #define PLE_UPSTREAM_H
+
+#include <stddef.h>
 
 #include <uv.h>
 
@@ -12,14 +17,18 @@
 
 struct upstream;
 
-/* Returns NULL on failure (logged). Registers itself as the queue's on_push. */
+/* Returns NULL on failure (logged). Registers itself as the queue's on_push. curl_global_init
+ * must have been called. */
 struct upstream *upstream_new(uv_loop_t *loop, struct queue *q, const struct config *c);
 /* Number of transfers in flight now. */
 size_t upstream_active(const struct upstream *u);
-/* The most transfers that were ever in flight at once (for tests and the summary). */
+/* The most transfers that were ever in flight at once. */
 size_t upstream_peak_active(const struct upstream *u);
 /* Aborts what is in flight (each is logged as not delivered and counted as failed), then frees
  * everything; done runs once every uv handle is closed. */
 void upstream_close(struct upstream *u, void (*done)(void *ud), void *ud);
+
+/* Writes url into out with any user:password@ part replaced by "***@", for logs. */
+void url_redact(const char *url, char *out, size_t cap);
 
 #endif

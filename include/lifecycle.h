@@ -1,0 +1,73 @@
+/* The extension's states, on the one loop:
+ *
+ *   listening -> registered -> (next <-> invoke/flush)* -> shutdown/drain -> exit
+ *
+ * In dev mode (PYROSCOPE_DEV_MODE) there is no Extensions API: listening -> (SIGINT|SIGTERM) ->
+ * drain -> exit. The lifecycle never touches sockets of the relay or the uploader: it asks the
+ * queue to tell it when nothing is queued or in flight, and it asks the listener to stop
+ * accepting. */
+#ifndef PLE_LIFECYCLE_H
+#define PLE_LIFECYCLE_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "extapi.h"
+#include "queue.h"
+#include "relay_server.h"
+#include "rewrite.h"
+#include "upstream.h"
+
+/* How long before a deadline we stop waiting: the process must be gone before Lambda's SIGKILL
+ * (shutdown), and the next event must be polled before the invoke's deadline (flush). */
+#define SHUTDOWN_MARGIN_MS 200
+#define FLUSH_MARGIN_MS 100
+
+struct invoke {
+    uint64_t seq; /* 1, 2, 3, ... */
+    char request_id[80];
+    int64_t deadline_ms; /* epoch milliseconds */
+    char tracing[256];   /* the X-Amzn-Trace-Id value, or "" */
+};
+
+enum app_state {
+    APP_STARTING,
+    APP_REGISTERING,
+    APP_WAITING_EVENT,
+    APP_FLUSHING,
+    APP_DRAINING,
+    APP_EXITING,
+};
+
+struct app {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    struct queue q;
+    struct header_policy policy;
+    char session_id[17];
+    struct relay_server *server;
+    int listen_error; /* negative uv error when binding failed */
+    struct upstream *upstream;
+    struct extapi *api;
+    const char *ext_name; /* basename of argv[0] */
+    char ext_id[128];
+    char function_name[128];
+    char function_version[64];
+    char account_id[32];
+    struct invoke invoke;
+    enum app_state state;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t timer; /* the flush or drain deadline, and the deferred exit */
+    struct queue_waiter *waiter;
+    uint64_t wait_started_ms;
+    int exit_code;
+    int open_parts; /* parts still closing at exit */
+};
+
+/* Starts the lifecycle once the listener is bound (or has failed: listen_error). The caller
+ * then runs the loop; it returns once everything is closed, with app->exit_code set. */
+void lifecycle_start(struct app *app);
+
+#endif

@@ -1,0 +1,359 @@
+/* The Extensions API lifecycle and the shutdown drain. See include/lifecycle.h. */
+#include "lifecycle.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "log.h"
+#include "upstream.h"
+
+#define API_BASE "/2020-01-01/extension"
+
+static void poll_next(struct app *app);
+static void begin_exit(struct app *app, int code);
+
+static int64_t epoch_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void copy_json_string(json_t *obj, const char *key, char *out, size_t cap)
+{
+    const char *v = json_string_value(json_object_get(obj, key));
+    snprintf(out, cap, "%s", v ? v : "");
+}
+
+/* ---- exit ---- */
+
+static void part_closed(void *ud)
+{
+    struct app *app = ud;
+    app->open_parts--;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    part_closed(h->data);
+}
+
+static void log_not_delivered(struct app *app)
+{
+    for (const struct relay_req *r = app->q.head; r; r = r->next) {
+        char url[512];
+        url_redact(r->url, url, sizeof(url));
+        log_error("upload not delivered: still queued at exit",
+                  LKI("id", r->id) LKS("url", url) LKI("bytes", r->body_len));
+    }
+}
+
+static void on_exit_timer(uv_timer_t *t)
+{
+    struct app *app = t->data;
+    const struct queue_stats *st = &app->q.stats;
+    log_info("shutdown summary",
+             LKI("accepted", st->accepted) LKI("relayed", st->relayed) LKI("failed", st->failed)
+                 LKI("rejected", st->rejected) LKI("pending", queue_pending(&app->q))
+                     LKI("invokes", app->invoke.seq) LKI("exit_code", app->exit_code));
+    log_not_delivered(app);
+    if (app->waiter)
+        queue_cancel_wait(&app->q, app->waiter);
+    app->waiter = NULL;
+    app->open_parts = 3;
+    if (app->upstream)
+        upstream_close(app->upstream, part_closed, app); /* logs and fails what is in flight */
+    else
+        app->open_parts--;
+    app->upstream = NULL;
+    if (app->server)
+        relay_server_close(app->server, part_closed, app);
+    else
+        app->open_parts--;
+    app->server = NULL;
+    if (app->api)
+        extapi_close(app->api);
+    app->api = NULL;
+    uv_close((uv_handle_t *)&app->sigterm, on_handle_closed);
+    uv_close((uv_handle_t *)&app->sigint, on_handle_closed);
+    uv_close((uv_handle_t *)&app->timer, on_handle_closed);
+}
+
+/* Exits from a fresh loop turn: callers may be deep inside the queue or the uploader. */
+static void begin_exit(struct app *app, int code)
+{
+    if (app->state == APP_EXITING)
+        return;
+    app->state = APP_EXITING;
+    app->exit_code = code;
+    uv_timer_stop(&app->timer);
+    uv_timer_start(&app->timer, on_exit_timer, 0, 0);
+}
+
+/* ---- shutdown drain ---- */
+
+static void on_drained(void *ud)
+{
+    struct app *app = ud;
+    app->waiter = NULL;
+    log_info("drained: every accepted upload is finished",
+             LKI("waited_ms", uv_now(app->loop) - app->wait_started_ms));
+    begin_exit(app, 0);
+}
+
+static void on_drain_deadline(uv_timer_t *t)
+{
+    struct app *app = t->data;
+    log_warn("drain deadline reached; exiting with uploads pending",
+             LKI("pending", queue_pending(&app->q)));
+    begin_exit(app, 0);
+}
+
+/* Stops accepting and waits for the queue to empty, at most budget_ms. */
+static void shutdown_drain(struct app *app, int64_t budget_ms)
+{
+    if (app->state == APP_DRAINING || app->state == APP_EXITING)
+        return;
+    app->state = APP_DRAINING;
+    if (app->server)
+        relay_server_stop_accepting(app->server);
+    uv_timer_stop(&app->timer);
+    if (app->waiter)
+        queue_cancel_wait(&app->q, app->waiter);
+    app->wait_started_ms = uv_now(app->loop);
+    log_info("draining", LKI("pending", queue_pending(&app->q)) LKI("budget_ms", budget_ms));
+    if (budget_ms < 0)
+        budget_ms = 0;
+    uv_timer_start(&app->timer, on_drain_deadline, (uint64_t)budget_ms, 0);
+    app->waiter = queue_when_idle(&app->q, on_drained, app);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct app *app = s->data;
+    log_info("signal received", LKS("signal", signum == SIGINT ? "SIGINT" : "SIGTERM"));
+    shutdown_drain(app, app->cfg->timeout_ns / 1000000);
+}
+
+/* ---- uploads ---- */
+
+/* curl's global init (TLS library included) is deferred until /register has been sent: it is
+ * not needed to register, and the time to register is the cold start the user pays for. */
+static void start_uploads(void *ud)
+{
+    struct app *app = ud;
+    if (app->upstream || app->state == APP_EXITING)
+        return;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+        !(app->upstream = upstream_new(app->loop, &app->q, app->cfg))) {
+        log_error("cannot start the uploader (libcurl)", );
+        begin_exit(app, 1);
+    }
+}
+
+/* ---- Extensions API ---- */
+
+static void on_error_reported(void *ud, const struct extapi_response *r)
+{
+    struct app *app = ud;
+    if (r->error || r->status != 202)
+        log_warn("error report not acknowledged",
+                 LKI("status", r->status) LKS("error", r->error ? uv_strerror(r->error) : ""));
+    begin_exit(app, 1);
+}
+
+/* POST /init/error or /exit/error, then exit non-zero. */
+static void report_error(struct app *app, const char *which, const char *type, const char *msg)
+{
+    char path[64], id_hdr[192], type_hdr[192];
+    snprintf(path, sizeof(path), API_BASE "/%s/error", which);
+    snprintf(id_hdr, sizeof(id_hdr), "Lambda-Extension-Identifier: %s", app->ext_id);
+    snprintf(type_hdr, sizeof(type_hdr), "Lambda-Extension-Function-Error-Type: %s", type);
+    const char *headers[] = {id_hdr, type_hdr, NULL};
+    json_t *body = json_pack("{s:s, s:s, s:[]}", "errorMessage", msg, "errorType", type,
+                             "stackTrace");
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (extapi_call(app->api, "POST", path, headers, text, on_error_reported, NULL, app) != 0)
+        begin_exit(app, 1);
+    free(text);
+}
+
+static void on_flushed(void *ud)
+{
+    struct app *app = ud;
+    app->waiter = NULL;
+    uv_timer_stop(&app->timer);
+    log_debug("flush done", LKI("waited_ms", uv_now(app->loop) - app->wait_started_ms));
+    poll_next(app);
+}
+
+static void on_flush_deadline(uv_timer_t *t)
+{
+    struct app *app = t->data;
+    if (app->waiter)
+        queue_cancel_wait(&app->q, app->waiter);
+    app->waiter = NULL;
+    log_warn("flush gave up at the invoke deadline; uploads still pending",
+             LKI("pending", queue_pending(&app->q)) LKS("requestId", app->invoke.request_id));
+    poll_next(app);
+}
+
+static void on_invoke(struct app *app, json_t *ev)
+{
+    struct invoke *inv = &app->invoke;
+    inv->seq++;
+    copy_json_string(ev, "requestId", inv->request_id, sizeof(inv->request_id));
+    inv->deadline_ms = (int64_t)json_integer_value(json_object_get(ev, "deadlineMs"));
+    json_t *tracing = json_object_get(ev, "tracing");
+    copy_json_string(tracing, "value", inv->tracing, sizeof(inv->tracing));
+    log_debug("invoke", LKS("requestId", inv->request_id) LKI("seq", inv->seq));
+    if (!app->cfg->flush_on_invoke || queue_idle(&app->q)) {
+        poll_next(app);
+        return;
+    }
+    app->state = APP_FLUSHING;
+    app->wait_started_ms = uv_now(app->loop);
+    int64_t budget = inv->deadline_ms - FLUSH_MARGIN_MS - epoch_ms();
+    log_debug("flushing before the next event", LKI("pending", queue_pending(&app->q))
+                                                    LKI("budget_ms", budget));
+    uv_timer_start(&app->timer, on_flush_deadline, budget > 0 ? (uint64_t)budget : 0, 0);
+    app->waiter = queue_when_idle(&app->q, on_flushed, app);
+}
+
+static void on_shutdown_event(struct app *app, json_t *ev)
+{
+    char reason[32];
+    copy_json_string(ev, "shutdownReason", reason, sizeof(reason));
+    int64_t deadline = (int64_t)json_integer_value(json_object_get(ev, "deadlineMs"));
+    bool normal = strcasecmp(reason, "spindown") == 0;
+    LOG_AT(normal ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, "shutdown event", LKS("reason", reason));
+    int64_t budget = deadline > 0 ? deadline - SHUTDOWN_MARGIN_MS - epoch_ms()
+                                  : app->cfg->timeout_ns / 1000000;
+    shutdown_drain(app, budget);
+}
+
+static void on_event(void *ud, const struct extapi_response *r)
+{
+    struct app *app = ud;
+    if (app->state != APP_WAITING_EVENT)
+        return;
+    if (r->error || r->status != 200) {
+        log_error("event/next failed", LKI("status", r->status)
+                                           LKS("error", r->error ? uv_strerror(r->error) : "")
+                                               LKS("response", r->body));
+        report_error(app, "exit", "Extension.NextFailed", "GET event/next failed");
+        return;
+    }
+    json_error_t jerr;
+    json_t *ev = json_loadb(r->body, r->body_len, 0, &jerr);
+    const char *type = json_string_value(json_object_get(ev, "eventType"));
+    if (type && strcmp(type, "INVOKE") == 0) {
+        on_invoke(app, ev);
+    } else if (type && strcmp(type, "SHUTDOWN") == 0) {
+        on_shutdown_event(app, ev);
+    } else {
+        log_warn("unexpected event ignored", LKS("eventType", type ? type : "")
+                                                 LKS("error", ev ? "" : jerr.text));
+        poll_next(app);
+    }
+    json_decref(ev);
+}
+
+static void poll_next(struct app *app)
+{
+    char id_hdr[192];
+    snprintf(id_hdr, sizeof(id_hdr), "Lambda-Extension-Identifier: %s", app->ext_id);
+    const char *headers[] = {id_hdr, NULL};
+    app->state = APP_WAITING_EVENT;
+    int rc = extapi_call(app->api, "GET", API_BASE "/event/next", headers, NULL, on_event, NULL,
+                         app);
+    if (rc != 0) {
+        log_error("cannot poll event/next", LKS("error", uv_strerror(rc)));
+        report_error(app, "exit", "Extension.NextFailed", "cannot poll event/next");
+    }
+}
+
+static void on_registered(void *ud, const struct extapi_response *r)
+{
+    struct app *app = ud;
+    if (r->error || r->status != 200 || !r->ext_id) {
+        log_error("register failed", LKI("status", r->status)
+                                         LKS("error", r->error ? uv_strerror(r->error) : "")
+                                             LKS("response", r->body));
+        begin_exit(app, 1);
+        return;
+    }
+    snprintf(app->ext_id, sizeof(app->ext_id), "%s", r->ext_id);
+    json_t *body = json_loadb(r->body, r->body_len, 0, NULL);
+    copy_json_string(body, "functionName", app->function_name, sizeof(app->function_name));
+    copy_json_string(body, "functionVersion", app->function_version,
+                     sizeof(app->function_version));
+    copy_json_string(body, "accountId", app->account_id, sizeof(app->account_id));
+    json_decref(body);
+    log_info("registered", LKS("extension", app->ext_name) LKS("function", app->function_name)
+                               LKS("version", app->function_version));
+    if (app->listen_error) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "cannot listen on 127.0.0.1:%u: %s",
+                 (unsigned)app->cfg->relay_port, uv_strerror(app->listen_error));
+        report_error(app, "init", "Extension.ListenFailed", msg);
+        return;
+    }
+    poll_next(app);
+}
+
+static void register_extension(struct app *app)
+{
+    char name_hdr[320];
+    snprintf(name_hdr, sizeof(name_hdr), "Lambda-Extension-Name: %s", app->ext_name);
+    const char *headers[] = {name_hdr, "Lambda-Extension-Accept-Feature: accountId", NULL};
+    app->state = APP_REGISTERING;
+    int rc = extapi_call(app->api, "POST", API_BASE "/register", headers,
+                         "{\"events\":[\"INVOKE\",\"SHUTDOWN\"]}", on_registered,
+                         app->listen_error ? NULL : start_uploads, app);
+    if (rc != 0) {
+        log_error("register failed", LKS("error", uv_strerror(rc)));
+        begin_exit(app, 1);
+    }
+}
+
+void lifecycle_start(struct app *app)
+{
+    uv_timer_init(app->loop, &app->timer);
+    app->timer.data = app;
+    uv_signal_init(app->loop, &app->sigterm);
+    uv_signal_init(app->loop, &app->sigint);
+    app->sigterm.data = app->sigint.data = app;
+    uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&app->sigint, on_signal, SIGINT);
+    app->state = APP_STARTING;
+
+    if (app->listen_error)
+        log_error("cannot listen", LKS("address", "127.0.0.1") LKI("port", app->cfg->relay_port)
+                                       LKS("error", uv_strerror(app->listen_error)));
+    if (app->cfg->dev_mode) {
+        log_info("dev mode: not registering with the Extensions API", );
+        if (app->listen_error)
+            begin_exit(app, 1);
+        else
+            start_uploads(app);
+        return;
+    }
+    const char *api = getenv("AWS_LAMBDA_RUNTIME_API");
+    app->api = extapi_new(app->loop, api);
+    if (!app->api) {
+        log_error("not in Lambda (AWS_LAMBDA_RUNTIME_API unset or invalid); "
+                  "set PYROSCOPE_DEV_MODE=true to run the relay alone", );
+        begin_exit(app, 1);
+        return;
+    }
+    register_extension(app);
+}

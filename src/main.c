@@ -1,0 +1,59 @@
+/* Wires configuration -> loop -> parts. No logic of its own. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <uv.h>
+
+#include "config.h"
+#include "lifecycle.h"
+#include "log.h"
+
+static void log_config_issues(const struct config *c)
+{
+    for (size_t i = 0; i < c->n_issues; i++) {
+        const struct config_issue *is = &c->issues[i];
+        LOG_AT(is->level, is->level == LOG_LEVEL_WARN ? "invalid value, default used"
+                                                      : "invalid configuration",
+               LKS("variable", is->variable) LKS("value", is->value)
+                   LKS("default", is->default_value) LKS("error", is->detail));
+    }
+}
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    struct config cfg;
+    if (config_load(&cfg, config_getenv_process, NULL) != 0)
+        return 1;
+    log_configure(&cfg.log);
+    log_config_issues(&cfg);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct app app = {.loop = &loop, .cfg = &cfg, .ext_name = base_name(argv[0])};
+    queue_init(&app.q, cfg.queue_max_count, cfg.queue_max_bytes);
+    if (header_policy_init(&app.policy, &cfg) != 0)
+        return 1;
+    session_id_generate(app.session_id);
+
+    /* Listen before anything else: a profiler may push as soon as the function's init starts. */
+    app.server = relay_server_start(&loop, &cfg, &app.q, &app.policy, app.session_id,
+                                    &app.listen_error);
+    lifecycle_start(&app);
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    queue_dispose(&app.q);
+    header_policy_free(&app.policy);
+    if (uv_loop_close(&loop) != 0)
+        log_warn("loop closed with handles still open", );
+    curl_global_cleanup();
+    config_free(&cfg);
+    return app.exit_code;
+}

@@ -1,0 +1,437 @@
+/* curl multi on the uv loop. The shape follows libcurl's documented socket interface:
+ * CURLMOPT_SOCKETFUNCTION maps each socket to a uv_poll_t, CURLMOPT_TIMERFUNCTION to one
+ * uv_timer_t, and every uv event ends in curl_multi_socket_action + drain_finished. curl is never
+ * called from inside those two callbacks. */
+#include "upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "log.h"
+#include "util.h"
+
+#define RESPONSE_SNIPPET 200
+
+struct poll_ctx {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct upstream *u;
+    struct poll_ctx *next, **prevp; /* live polls, so close can reach them all */
+};
+
+struct transfer {
+    struct transfer *next; /* free list or active list */
+    struct transfer **prevp;
+    CURL *easy;
+    struct relay_req *req;
+    struct upstream *u;
+    uint64_t started_ms;
+    size_t resp_len;
+    char resp[RESPONSE_SNIPPET];
+    char err[CURL_ERROR_SIZE];
+};
+
+struct upstream {
+    uv_loop_t *loop;
+    struct queue *q;
+    const struct config *c;
+    CURLM *multi;
+    uv_timer_t timer;
+    struct poll_ctx *polls;
+    struct transfer *active_list;
+    struct transfer *spare; /* finished transfers kept with their easy handle for reuse */
+    size_t active, peak, max_active;
+    const char *ca_file, *ca_path;
+    int open_handles; /* uv handles not yet closed; the struct is freed when it reaches 0 */
+    bool closing;
+    void (*done)(void *);
+    void *done_ud;
+};
+
+static void drain_finished(struct upstream *u);
+static void start_transfers(struct upstream *u);
+
+void url_redact(const char *url, char *out, size_t cap)
+{
+    const char *scheme_end = strstr(url, "://");
+    const char *host = scheme_end ? scheme_end + 3 : url;
+    size_t authority = strcspn(host, "/?#");
+    const char *at = memchr(host, '@', authority);
+    if (!at) {
+        snprintf(out, cap, "%s", url);
+        return;
+    }
+    snprintf(out, cap, "%.*s***%s", (int)(host - url), url, at);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct upstream *u = h->data;
+    if (h != (uv_handle_t *)&u->timer)
+        free(PLE_CONTAINER_OF(h, struct poll_ctx, poll));
+    if (--u->open_handles == 0 && u->closing) {
+        void (*done)(void *) = u->done;
+        void *ud = u->done_ud;
+        free(u);
+        if (done)
+            done(ud);
+    }
+}
+
+static void poll_close(struct poll_ctx *p)
+{
+    *p->prevp = p->next;
+    if (p->next)
+        p->next->prevp = p->prevp;
+    uv_poll_stop(&p->poll);
+    uv_close((uv_handle_t *)&p->poll, handle_closed);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct poll_ctx *p = PLE_CONTAINER_OF(h, struct poll_ctx, poll);
+    struct upstream *u = p->u;
+    int flags = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    else
+        flags = (events & UV_READABLE ? CURL_CSELECT_IN : 0) |
+                (events & UV_WRITABLE ? CURL_CSELECT_OUT : 0);
+    int running;
+    curl_multi_socket_action(u->multi, p->fd, flags, &running);
+    drain_finished(u);
+}
+
+static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)e;
+    struct upstream *u = userp;
+    struct poll_ctx *p = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (p) {
+            if (!u->closing) /* during curl_multi_cleanup the multi is being torn down */
+                curl_multi_assign(u->multi, s, NULL);
+            poll_close(p);
+        }
+        return 0;
+    }
+    if (!p) {
+        p = calloc(1, sizeof(*p));
+        if (!p)
+            return -1;
+        if (uv_poll_init_socket(u->loop, &p->poll, s) != 0) {
+            free(p);
+            return -1;
+        }
+        p->fd = s;
+        p->u = u;
+        p->poll.data = u;
+        u->open_handles++;
+        p->next = u->polls;
+        p->prevp = &u->polls;
+        if (u->polls)
+            u->polls->prevp = &p->next;
+        u->polls = p;
+        curl_multi_assign(u->multi, s, p);
+    }
+    int events = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
+    return uv_poll_start(&p->poll, events, on_poll) == 0 ? 0 : -1;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct upstream *u = t->data;
+    int running;
+    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    drain_finished(u);
+}
+
+static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
+{
+    (void)m;
+    struct upstream *u = userp;
+    if (timeout_ms < 0)
+        uv_timer_stop(&u->timer);
+    else
+        uv_timer_start(&u->timer, on_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+static size_t on_response_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+    struct transfer *t = ud;
+    size_t n = size * nmemb;
+    size_t room = sizeof(t->resp) - 1 - t->resp_len;
+    size_t keep = n < room ? n : room;
+    memcpy(t->resp + t->resp_len, data, keep);
+    t->resp_len += keep;
+    t->resp[t->resp_len] = '\0';
+    return n; /* the rest is read and discarded: only the first bytes help a user */
+}
+
+static void set_method_and_body(CURL *e, const struct relay_req *r)
+{
+    if (strcmp(r->method, "GET") == 0 && r->body_len == 0) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        return;
+    }
+    if (strcmp(r->method, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        return;
+    }
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+    if (strcmp(r->method, "POST") != 0)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+}
+
+static void configure_easy(struct upstream *u, struct transfer *t)
+{
+    CURL *e = t->easy;
+    const struct relay_req *r = t->req;
+    curl_easy_setopt(e, CURLOPT_URL, r->url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+    set_method_and_body(e, r);
+    long timeout_ms = (long)(u->c->timeout_ns / 1000000);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 1L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_response_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->err);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+    if (u->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
+    if (u->ca_path)
+        curl_easy_setopt(e, CURLOPT_CAPATH, u->ca_path);
+}
+
+static struct transfer *transfer_get(struct upstream *u)
+{
+    struct transfer *t = u->spare;
+    if (t) {
+        u->spare = t->next;
+        curl_easy_reset(t->easy);
+    } else {
+        t = calloc(1, sizeof(*t));
+        if (!t)
+            return NULL;
+        t->easy = curl_easy_init();
+        if (!t->easy) {
+            free(t);
+            return NULL;
+        }
+        t->u = u;
+    }
+    t->resp_len = 0;
+    t->resp[0] = t->err[0] = '\0';
+    return t;
+}
+
+static void active_link(struct upstream *u, struct transfer *t)
+{
+    t->next = u->active_list;
+    t->prevp = &u->active_list;
+    if (u->active_list)
+        u->active_list->prevp = &t->next;
+    u->active_list = t;
+}
+
+static void active_unlink(struct transfer *t)
+{
+    *t->prevp = t->next;
+    if (t->next)
+        t->next->prevp = t->prevp;
+    t->next = NULL;
+    t->prevp = NULL;
+}
+
+static void start_transfers(struct upstream *u)
+{
+    while (!u->closing && u->active < u->max_active && u->q->head) {
+        struct transfer *t = transfer_get(u);
+        if (!t)
+            return; /* out of memory: the request stays queued and is tried on the next kick */
+        t->req = queue_pop(u->q);
+        t->req->attempts++;
+        t->started_ms = uv_now(u->loop);
+        configure_easy(u, t);
+        if (curl_multi_add_handle(u->multi, t->easy) != CURLM_OK) {
+            queue_requeue(u->q, t->req);
+            t->req = NULL;
+            t->next = u->spare;
+            u->spare = t;
+            return;
+        }
+        active_link(u, t);
+        u->active++;
+        if (u->active > u->peak)
+            u->peak = u->active;
+    }
+}
+
+static void on_kick(void *ud)
+{
+    start_transfers(ud);
+}
+
+static void log_outcome(struct transfer *t, CURLcode rc, long status, bool delivered)
+{
+    const struct relay_req *r = t->req;
+    char url[512];
+    url_redact(r->url, url, sizeof(url));
+    uint64_t ms = uv_now(t->u->loop) - t->started_ms;
+    if (delivered) {
+        log_debug("upload relayed", LKI("id", r->id) LKS("url", url) LKI("status", status)
+                                        LKI("duration_ms", ms) LKI("bytes", r->body_len));
+        return;
+    }
+    const char *error = rc != CURLE_OK ? (t->err[0] ? t->err : curl_easy_strerror(rc)) : "";
+    log_error("upload failed", LKI("id", r->id) LKS("url", url) LKI("status", status)
+                                   LKS("error", error) LKS("response", t->resp)
+                                   LKI("duration_ms", ms) LKI("bytes", r->body_len));
+}
+
+static void finish_transfer(struct upstream *u, struct transfer *t, CURLcode rc)
+{
+    long status = 0;
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    bool delivered = rc == CURLE_OK && status >= 200 && status < 300;
+    log_outcome(t, rc, status, delivered);
+    curl_multi_remove_handle(u->multi, t->easy);
+    active_unlink(t);
+    u->active--;
+    struct relay_req *r = t->req;
+    t->req = NULL;
+    t->next = u->spare;
+    u->spare = t;
+    queue_done(u->q, r, delivered);
+}
+
+static void drain_finished(struct upstream *u)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(u->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        struct transfer *t;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+        finish_transfer(u, t, m->data.result);
+    }
+    start_transfers(u);
+}
+
+/* Where libcurl should find CA certificates. SSL_CERT_FILE and SSL_CERT_DIR win; otherwise the
+ * first bundle that exists among Debian's and Amazon Linux's places. Probed once, at start. */
+static void probe_ca(struct upstream *u)
+{
+    static const char *const bundles[] = {
+        "/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu */
+        "/etc/pki/tls/certs/ca-bundle.crt",   /* Amazon Linux, RHEL */
+        "/etc/ssl/cert.pem",                  /* Alpine, macOS */
+        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    };
+    const char *file = getenv("SSL_CERT_FILE");
+    const char *dir = getenv("SSL_CERT_DIR");
+    u->ca_file = file && *file ? file : NULL;
+    u->ca_path = dir && *dir ? dir : NULL;
+    if (u->ca_file || u->ca_path)
+        return;
+    for (size_t i = 0; i < PLE_ARRAY_LEN(bundles); i++) {
+        if (access(bundles[i], R_OK) == 0) {
+            u->ca_file = bundles[i];
+            return;
+        }
+    }
+    if (strncmp(u->c->remote_address, "https:", 6) == 0)
+        log_warn("no CA bundle found; set SSL_CERT_FILE", LKS("tried", bundles[0]));
+}
+
+struct upstream *upstream_new(uv_loop_t *loop, struct queue *q, const struct config *c)
+{
+    struct upstream *u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    u->loop = loop;
+    u->q = q;
+    u->c = c;
+    u->max_active = (size_t)c->num_workers;
+    u->multi = curl_multi_init();
+    if (!u->multi) {
+        log_error("curl_multi_init failed", );
+        free(u);
+        return NULL;
+    }
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)c->num_workers);
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)c->num_workers);
+    uv_timer_init(loop, &u->timer);
+    u->timer.data = u;
+    u->open_handles = 1;
+    probe_ca(u);
+    q->on_push = on_kick;
+    q->on_push_ud = u;
+    start_transfers(u); /* uploads may have queued before the uploader existed */
+    return u;
+}
+
+size_t upstream_active(const struct upstream *u)
+{
+    return u->active;
+}
+
+size_t upstream_peak_active(const struct upstream *u)
+{
+    return u->peak;
+}
+
+static void abort_active(struct upstream *u)
+{
+    while (u->active_list) {
+        struct transfer *t = u->active_list;
+        char url[512];
+        url_redact(t->req->url, url, sizeof(url));
+        log_error("upload not delivered: aborted at shutdown",
+                  LKI("id", t->req->id) LKS("url", url) LKI("bytes", t->req->body_len));
+        curl_multi_remove_handle(u->multi, t->easy);
+        active_unlink(t);
+        u->active--;
+        struct relay_req *r = t->req;
+        t->req = NULL;
+        t->next = u->spare;
+        u->spare = t;
+        queue_done(u->q, r, false);
+    }
+}
+
+void upstream_close(struct upstream *u, void (*done)(void *ud), void *ud)
+{
+    u->closing = true;
+    u->done = done;
+    u->done_ud = ud;
+    if (u->q->on_push_ud == u)
+        u->q->on_push = NULL;
+    abort_active(u);
+    while (u->spare) {
+        struct transfer *t = u->spare;
+        u->spare = t->next;
+        curl_easy_cleanup(t->easy);
+        free(t);
+    }
+    /* Cleanup closes the kept-alive connections; curl may report their sockets as removed. */
+    curl_multi_cleanup(u->multi);
+    u->multi = NULL;
+    while (u->polls)
+        poll_close(u->polls);
+    uv_timer_stop(&u->timer);
+    uv_close((uv_handle_t *)&u->timer, handle_closed);
+}
