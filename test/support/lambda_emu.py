@@ -51,6 +51,7 @@ class LambdaEmulator:
         self.events = []  # queued, not yet handed out
         self.cond = threading.Condition()
         self.process = None  # the extension, for SIGKILL at the shutdown deadline
+        self.on_register = None  # called with the register Call before it is answered
         self.killed = False
         self._stopping = False
         self._kill_timer = None
@@ -133,6 +134,8 @@ class LambdaEmulator:
 
     # -- what the extension sees --
     def _register(self, handler, call):
+        if self.on_register:
+            self.on_register(call)
         if self.register_status != 200:
             handler._reply(self.register_status, b'{"errorType":"Extension.InitError"}')
             return

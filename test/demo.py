@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""The local demo of the whole product (run through test/demo.sh).
+
+  emulator (Extensions API) <── register / event/next ── extension ── uploads ──> remote
+                                                            ^
+                          synthetic function ── pprof ──────┘ http://localhost:4040
+
+It prints what happens: the invokes, the profiles pushed and how long the function waited for
+each, the flush waits, and the extension's shutdown summary.
+"""
+import argparse
+import http.client
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "support"))
+
+import pprof  # noqa: E402
+from lambda_emu import LambdaEmulator  # noqa: E402
+from remote import RecordingRemote  # noqa: E402
+
+BINARY = os.environ.get("PLE_BINARY", os.path.join(HERE, "..", "build", "pyroscope-lambda-extension"))
+
+
+def port_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def pick_port(wanted):
+    if port_free(wanted):
+        return wanted
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    print("port %d is busy; the relay listens on %d instead" % (wanted, port))
+    return port
+
+
+def echo_logs(stream, lines):
+    for raw in stream:
+        line = raw.decode(errors="replace").rstrip()
+        lines.append(line)
+        print("  [extension] " + line)
+
+
+def push_profiles(port, invoke_no, rng):
+    """The function's profiler: two uploads, as pyroscope-go sends them. Returns client waits."""
+    waits = []
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    for kind in ("cpu", "alloc_objects"):
+        path, headers, body = pprof.go_client_upload(
+            "demo.function", {"function": "demo-function", "profile": kind, "invoke": str(invoke_no)}, rng)
+        t0 = time.perf_counter()
+        conn.request("POST", path, body=body, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        waits.append((time.perf_counter() - t0) * 1000)
+        if resp.status != 200:
+            print("  function: upload answered %d" % resp.status)
+    conn.close()
+    return waits
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--invokes", type=int, default=5)
+    ap.add_argument("--port", type=int, default=4040)
+    ap.add_argument("--remote-delay", type=float, default=0.05,
+                    help="seconds the recording remote takes to answer (to make flushes visible)")
+    args = ap.parse_args()
+    rng = random.Random(42)
+
+    real_remote = os.environ.get("PYROSCOPE_REMOTE_ADDRESS")
+    remote = None if real_remote else RecordingRemote()
+    if remote:
+        remote.start()
+        remote.delay = args.remote_delay
+    port = pick_port(args.port)
+    with LambdaEmulator(function_name="demo-function") as emu:
+        env = {k: v for k, v in os.environ.items() if k.startswith("PYROSCOPE_") or k == "PATH"}
+        env.setdefault("PYROSCOPE_FLUSH_ON_INVOKE", "true")
+        env.setdefault("PYROSCOPE_LOG_LEVEL", "info")
+        env.setdefault("PYROSCOPE_REMOTE_ADDRESS", real_remote or remote.url)
+        env["PYROSCOPE_RELAY_PORT"] = str(port)
+        env["AWS_LAMBDA_RUNTIME_API"] = emu.address
+        print("remote: %s   emulator: %s   relay: http://localhost:%d   flush on invoke: %s" % (
+            env["PYROSCOPE_REMOTE_ADDRESS"], emu.address, port, env["PYROSCOPE_FLUSH_ON_INVOKE"]))
+        t_exec = time.monotonic()
+        proc = subprocess.Popen([BINARY], env=env, stderr=subprocess.PIPE)
+        emu.process = proc
+        lines = []
+        reader = threading.Thread(target=echo_logs, args=(proc.stderr, lines), daemon=True)
+        reader.start()
+        try:
+            reg = emu.wait_calls("/register", 1, timeout=5)[0]
+            print("registered %.1f ms after exec" % ((reg.mono - t_exec) * 1000))
+            emu.wait_calls("/event/next", 1, timeout=5)
+            for i in range(1, args.invokes + 1):
+                nexts = len(emu.calls_to("/event/next"))
+                t_invoke = time.monotonic()
+                emu.invoke(timeout_ms=3000)
+                # The extension answers the invoke with its next /event/next: with flush on
+                # invoke, only once the uploads pushed before this invoke have been delivered.
+                nxt = emu.wait_calls("/event/next", nexts + 1, timeout=5)[-1]
+                # The function runs: its profiler pushes to the relay while it works.
+                waits = push_profiles(port, i, rng)
+                print("invoke %d: the extension was ready %.1f ms after the INVOKE (flush of "
+                      "earlier uploads); the function pushed %d profiles and waited %s ms" % (
+                          i, (nxt.mono - t_invoke) * 1000, len(waits),
+                          "/".join("%.2f" % w for w in waits)))
+            emu.shutdown(deadline_in_ms=2000)
+            code = proc.wait(timeout=5)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        reader.join(timeout=2)
+        print("extension exited with %d%s" % (code, " (SIGKILLed at the deadline)" if emu.killed else ""))
+    if remote:
+        got = remote.requests
+        print("the recording remote received %d uploads, %d bytes" % (
+            len(got), sum(len(r.body) for r in got)))
+        remote.stop()
+    summary = [line for line in lines if "shutdown summary" in line]
+    print(summary[-1] if summary else "no shutdown summary was logged")
+    return 0 if code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
