@@ -52,7 +52,7 @@ class Extension:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         if wait_listening:
-            self.wait_for_log(r'msg="relay listening" address="127\.0\.0\.1:%d"' % self.port,
+            self.wait_for_log(r'relay listening.*127\.0\.0\.1:%d\b' % self.port,
                               timeout)
         return self
 
