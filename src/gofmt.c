@@ -80,10 +80,14 @@ static const char *parse_group(const char *s, uint64_t *total, bool *ok)
 {
     uint64_t whole = 0, frac = 0, scale = 1;
     bool pre = false, post = false, overflow = false;
+    const uint64_t limit = 1ULL << 63; /* Go's bound: -1<<63 is the only value past INT64_MAX */
     for (; *s >= '0' && *s <= '9'; s++, pre = true) {
-        if (whole > (UINT64_MAX / 2 - 9) / 10)
+        if (overflow || whole > limit / 10) {
             overflow = true;
+            continue;
+        }
         whole = whole * 10 + (uint64_t)(*s - '0');
+        overflow = whole > limit;
     }
     if (*s == '.') {
         for (s++; *s >= '0' && *s <= '9'; s++, post = true) {
@@ -94,11 +98,13 @@ static const char *parse_group(const char *s, uint64_t *total, bool *ok)
         }
     }
     uint64_t unit;
-    if ((!pre && !post) || overflow || !(s = parse_unit(s, &unit))) {
+    const char *after = parse_unit(s, &unit);
+    if ((!pre && !post) || overflow || !after) {
         *ok = false;
         return s;
     }
-    if (whole > (uint64_t)INT64_MAX / unit) {
+    s = after;
+    if (whole > limit / unit) {
         *ok = false;
         return s;
     }
@@ -106,7 +112,7 @@ static const char *parse_group(const char *s, uint64_t *total, bool *ok)
     if (frac)
         v += (uint64_t)((double)frac * ((double)unit / (double)scale));
     *total += v;
-    if (*total > (uint64_t)INT64_MAX + 1)
+    if (*total > limit)
         *ok = false;
     return s;
 }
@@ -126,7 +132,7 @@ bool go_parse_duration(const char *s, int64_t *out_ns)
         return false;
     uint64_t total = 0;
     bool ok = true;
-    while (*s && ok) {
+    while (ok && *s) {
         if (*s != '.' && (*s < '0' || *s > '9'))
             return false;
         s = parse_group(s, &total, &ok);

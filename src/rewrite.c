@@ -94,7 +94,7 @@ static long parse_labels(const char *s, size_t n, struct label *out, size_t max)
     trim(&body, &blen);
     if (blen == 0)
         return 0;
-    while (n > 0) {
+    for (;;) { /* an empty label, as in "a=b,", fails in parse_label */
         const char *comma = memchr(s, ',', n);
         size_t part = comma ? (size_t)(comma - s) : n;
         if (count == max || !parse_label(s, part, &out[count]))
