@@ -32,12 +32,12 @@ struct config_issue {
 
 struct config {
     /* The seed's table. */
-    char *remote_address;  /* PYROSCOPE_REMOTE_ADDRESS, no trailing '/' */
-    char *auth_token;      /* PYROSCOPE_AUTH_TOKEN, "" when unset (secret) */
-    bool self_profiling;   /* PYROSCOPE_SELF_PROFILING */
-    int64_t timeout_ns;    /* PYROSCOPE_TIMEOUT, > 0 */
-    int num_workers;       /* PYROSCOPE_NUM_WORKERS, >= 1 */
-    bool flush_on_invoke;  /* PYROSCOPE_FLUSH_ON_INVOKE */
+    char *remote_address;               /* PYROSCOPE_REMOTE_ADDRESS, no trailing '/' */
+    char *auth_token;                   /* PYROSCOPE_AUTH_TOKEN, "" when unset (secret) */
+    bool self_profiling;                /* PYROSCOPE_SELF_PROFILING */
+    int64_t timeout_ns;                 /* PYROSCOPE_TIMEOUT, > 0 */
+    int num_workers;                    /* PYROSCOPE_NUM_WORKERS, >= 1 */
+    bool flush_on_invoke;               /* PYROSCOPE_FLUSH_ON_INVOKE */
     struct config_header *http_headers; /* PYROSCOPE_HTTP_HEADERS, parsed */
     size_t n_http_headers;
     char *tenant_id;           /* PYROSCOPE_TENANT_ID, "" when unset */
@@ -48,11 +48,11 @@ struct config {
     struct log_options log;
 
     /* Ours (see the README's second table). */
-    bool dev_mode;              /* PYROSCOPE_DEV_MODE */
-    uint16_t relay_port;        /* PYROSCOPE_RELAY_PORT, default 4040 */
-    size_t queue_max_count;     /* PYROSCOPE_QUEUE_MAX_COUNT, default 256 */
-    size_t queue_max_bytes;     /* PYROSCOPE_QUEUE_MAX_BYTES, default 32 MiB */
-    size_t max_body_bytes;      /* PYROSCOPE_MAX_BODY_BYTES, default 8 MiB */
+    bool dev_mode;          /* PYROSCOPE_DEV_MODE */
+    uint16_t relay_port;    /* PYROSCOPE_RELAY_PORT, default 4040 */
+    size_t queue_max_count; /* PYROSCOPE_QUEUE_MAX_COUNT, default 256 */
+    size_t queue_max_bytes; /* PYROSCOPE_QUEUE_MAX_BYTES, default 32 MiB */
+    size_t max_body_bytes;  /* PYROSCOPE_MAX_BODY_BYTES, default 8 MiB */
 
     struct config_issue issues[CONFIG_MAX_ISSUES];
     size_t n_issues;

@@ -14,11 +14,11 @@
 struct extapi;
 
 struct extapi_response {
-    int error;           /* 0, or a negative uv error when no HTTP answer was read */
-    int status;          /* HTTP status */
-    const char *body;    /* NUL-terminated */
+    int error;        /* 0, or a negative uv error when no HTTP answer was read */
+    int status;       /* HTTP status */
+    const char *body; /* NUL-terminated */
     size_t body_len;
-    const char *ext_id;  /* Lambda-Extension-Identifier, or NULL */
+    const char *ext_id; /* Lambda-Extension-Identifier, or NULL */
 };
 
 typedef void (*extapi_cb)(void *ud, const struct extapi_response *r);
@@ -31,9 +31,8 @@ struct extapi *extapi_new(uv_loop_t *loop, const char *runtime_api);
  * NULL. cb runs exactly once (unless extapi_close runs first). written, if not NULL, runs once
  * the request has been handed to the kernel. Returns 0 or a negative uv error (then cb will not
  * run). */
-int extapi_call(struct extapi *a, const char *method, const char *path,
-                const char *const *headers, const char *body, extapi_cb cb, void (*written)(void *),
-                void *ud);
+int extapi_call(struct extapi *a, const char *method, const char *path, const char *const *headers,
+                const char *body, extapi_cb cb, void (*written)(void *), void *ud);
 
 /* Cancels every call without running its callbacks and frees the client once every handle is
  * closed. */

@@ -27,13 +27,13 @@ struct log_options {
     enum log_format format;
     const char *timestamp_layout; /* Go layout; NULL means GO_RFC3339 */
     bool timestamp_disable;
-    bool timestamp_utc; /* true: UTC (what Lambda uses); false: local time */
-    const char *field_time;          /* "time" */
-    const char *field_level;         /* "level" */
-    const char *field_msg;           /* "msg" */
-    const char *field_logrus_error;  /* "logrus_error" */
-    const char *field_func;          /* "func" */
-    const char *field_file;          /* "file" */
+    bool timestamp_utc;             /* true: UTC (what Lambda uses); false: local time */
+    const char *field_time;         /* "time" */
+    const char *field_level;        /* "level" */
+    const char *field_msg;          /* "msg" */
+    const char *field_logrus_error; /* "logrus_error" */
+    const char *field_func;         /* "func" */
+    const char *field_file;         /* "file" */
 };
 
 enum log_kv_kind { LOG_KV_END = 0, LOG_KV_STR, LOG_KV_INT };

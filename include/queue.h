@@ -42,10 +42,10 @@ struct queue_waiter {
 };
 
 struct queue_stats {
-    uint64_t accepted;  /* pushed successfully */
-    uint64_t relayed;   /* delivered: the remote answered 2xx */
-    uint64_t failed;    /* given up on: the remote refused it or could not be reached */
-    uint64_t rejected;  /* refused at the door because a bound was reached (client got 503) */
+    uint64_t accepted; /* pushed successfully */
+    uint64_t relayed;  /* delivered: the remote answered 2xx */
+    uint64_t failed;   /* given up on: the remote refused it or could not be reached */
+    uint64_t rejected; /* refused at the door because a bound was reached (client got 503) */
 };
 
 struct queue {

@@ -17,8 +17,8 @@ struct relay_server;
 /* Binds and listens. On failure returns NULL and sets *err to the negative uv error of the IPv4
  * listener (the IPv6 one is optional: a host without ::1 is not an error). */
 struct relay_server *relay_server_start(uv_loop_t *loop, const struct config *c, struct queue *q,
-                                        const struct header_policy *policy,
-                                        const char *session_id, int *err);
+                                        const struct header_policy *policy, const char *session_id,
+                                        int *err);
 /* Stops accepting: listeners close, idle connections close, busy ones close after the request
  * they are reading. */
 void relay_server_stop_accepting(struct relay_server *s);

@@ -6,7 +6,7 @@
 
 /* The struct that holds member at ptr (the intrusive-handle idiom: a uv handle embedded in a
  * context struct). */
-#define PLE_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define PLE_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define PLE_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -32,7 +32,8 @@ static void add_issue(struct config *c, enum log_level level, const char *var, c
     is->level = level;
     is->variable = var;
     snprintf(is->value, sizeof(is->value), "%s", value ? value : "");
-    snprintf(is->default_value, sizeof(is->default_value), "%s", default_value ? default_value : "");
+    snprintf(is->default_value, sizeof(is->default_value), "%s",
+             default_value ? default_value : "");
     snprintf(is->detail, sizeof(is->detail), "%s", detail);
 }
 
@@ -186,7 +187,8 @@ static void load_log(const struct loader *l)
         const char *var, *def;
         size_t offset;
     } strings[] = {
-        {"PYROSCOPE_LOG_TIMESTAMP_FORMAT", GO_RFC3339, offsetof(struct log_options, timestamp_layout)},
+        {"PYROSCOPE_LOG_TIMESTAMP_FORMAT", GO_RFC3339,
+         offsetof(struct log_options, timestamp_layout)},
         {"PYROSCOPE_LOG_TIMESTAMP_FIELD_NAME", "time", offsetof(struct log_options, field_time)},
         {"PYROSCOPE_LOG_LEVEL_FIELD_NAME", "level", offsetof(struct log_options, field_level)},
         {"PYROSCOPE_LOG_MSG_FIELD_NAME", "msg", offsetof(struct log_options, field_msg)},

@@ -321,17 +321,16 @@ static char *format_request(const struct extapi *a, const char *method, const ch
     for (const char *const *h = headers; h && *h; h++)
         n += (size_t)snprintf(req + n, cap - n, "%s\r\n", *h);
     if (body)
-        n += (size_t)snprintf(req + n, cap - n,
-                              "Content-Type: application/json\r\nContent-Length: %zu\r\n",
-                              body_len);
+        n +=
+            (size_t)snprintf(req + n, cap - n,
+                             "Content-Type: application/json\r\nContent-Length: %zu\r\n", body_len);
     n += (size_t)snprintf(req + n, cap - n, "Connection: close\r\n\r\n%s", body ? body : "");
     *len = n;
     return req;
 }
 
-int extapi_call(struct extapi *a, const char *method, const char *path,
-                const char *const *headers, const char *body, extapi_cb cb, void (*written)(void *),
-                void *ud)
+int extapi_call(struct extapi *a, const char *method, const char *path, const char *const *headers,
+                const char *body, extapi_cb cb, void (*written)(void *), void *ud)
 {
     struct call *c = calloc(1, sizeof(*c));
     if (!c)

@@ -50,14 +50,9 @@ static const struct {
     const char *name;
     uint64_t ns;
 } duration_units[] = {
-    {"ns", 1ULL},
-    {"us", 1000ULL},
-    {"\xC2\xB5s", 1000ULL}, /* U+00B5 micro sign */
+    {"ns", 1ULL},           {"us", 1000ULL},      {"\xC2\xB5s", 1000ULL}, /* U+00B5 micro sign */
     {"\xCE\xBCs", 1000ULL}, /* U+03BC Greek small letter mu */
-    {"ms", 1000000ULL},
-    {"s", 1000000000ULL},
-    {"m", 60000000000ULL},
-    {"h", 3600000000000ULL},
+    {"ms", 1000000ULL},     {"s", 1000000000ULL}, {"m", 60000000000ULL},  {"h", 3600000000000ULL},
 };
 
 static const char *parse_unit(const char *s, uint64_t *unit)
@@ -145,9 +140,9 @@ bool go_parse_duration(const char *s, int64_t *out_ns)
 
 /* ---- time.Time.Format ---- */
 
-static const char *const month_names[] = {"January", "February", "March",     "April",
-                                          "May",     "June",     "July",      "August",
-                                          "September", "October", "November", "December"};
+static const char *const month_names[] = {"January",   "February", "March",    "April",
+                                          "May",       "June",     "July",     "August",
+                                          "September", "October",  "November", "December"};
 static const char *const day_names[] = {"Sunday",   "Monday", "Tuesday", "Wednesday",
                                         "Thursday", "Friday", "Saturday"};
 
@@ -236,50 +231,117 @@ static size_t put_element(struct out *o, const char *l, const struct tm *t, long
         const char *tok;
         int kind;
     } elems[] = {
-        {"January", 1}, {"Jan", 2},   {"Monday", 3}, {"Mon", 4},  {"MST", 5},     {"2006", 6},
-        {"002", 7},     {"__2", 8},   {"_2", 9},     {"01", 10},  {"02", 11},     {"03", 12},
-        {"04", 13},     {"05", 14},   {"06", 15},    {"15", 16},  {"PM", 17},     {"pm", 18},
-        {"Z07:00:00", 19}, {"-07:00:00", 20}, {"Z07:00", 21}, {"-07:00", 22}, {"Z070000", 23},
-        {"-070000", 24}, {"Z0700", 25}, {"-0700", 26}, {"Z07", 27},    {"-07", 28},
-        {"1", 29},      {"2", 30},    {"3", 31},     {"4", 32},   {"5", 33},
+        {"January", 1}, {"Jan", 2},     {"Monday", 3},   {"Mon", 4},        {"MST", 5},
+        {"2006", 6},    {"002", 7},     {"__2", 8},      {"_2", 9},         {"01", 10},
+        {"02", 11},     {"03", 12},     {"04", 13},      {"05", 14},        {"06", 15},
+        {"15", 16},     {"PM", 17},     {"pm", 18},      {"Z07:00:00", 19}, {"-07:00:00", 20},
+        {"Z07:00", 21}, {"-07:00", 22}, {"Z070000", 23}, {"-070000", 24},   {"Z0700", 25},
+        {"-0700", 26},  {"Z07", 27},    {"-07", 28},     {"1", 29},         {"2", 30},
+        {"3", 31},      {"4", 32},      {"5", 33},
     };
     for (size_t i = 0; i < sizeof(elems) / sizeof(elems[0]); i++) {
         if (!starts(l, elems[i].tok))
             continue;
         switch (elems[i].kind) {
-        case 1: put(o, month_names[t->tm_mon], strlen(month_names[t->tm_mon])); break;
-        case 2: put(o, month_names[t->tm_mon], 3); break;
-        case 3: put(o, day_names[t->tm_wday], strlen(day_names[t->tm_wday])); break;
-        case 4: put(o, day_names[t->tm_wday], 3); break;
-        case 5: put(o, zone, strlen(zone)); break;
-        case 6: putf(o, "%04d", t->tm_year + 1900); break;
-        case 7: putf(o, "%03d", t->tm_yday + 1); break;
-        case 8: putf(o, "%3d", t->tm_yday + 1); break;
-        case 9: putf(o, "%2d", t->tm_mday); break;
-        case 10: putf(o, "%02d", t->tm_mon + 1); break;
-        case 11: putf(o, "%02d", t->tm_mday); break;
-        case 12: putf(o, "%02d", hour12); break;
-        case 13: putf(o, "%02d", t->tm_min); break;
-        case 14: putf(o, "%02d", t->tm_sec); break;
-        case 15: putf(o, "%02d", (t->tm_year + 1900) % 100); break;
-        case 16: putf(o, "%02d", t->tm_hour); break;
-        case 17: put(o, t->tm_hour >= 12 ? "PM" : "AM", 2); break;
-        case 18: put(o, t->tm_hour >= 12 ? "pm" : "am", 2); break;
-        case 19: put_zone(o, t->tm_gmtoff, true, true, false, true); break;
-        case 20: put_zone(o, t->tm_gmtoff, false, true, false, true); break;
-        case 21: put_zone(o, t->tm_gmtoff, true, true, false, false); break;
-        case 22: put_zone(o, t->tm_gmtoff, false, true, false, false); break;
-        case 23: put_zone(o, t->tm_gmtoff, true, false, false, true); break;
-        case 24: put_zone(o, t->tm_gmtoff, false, false, false, true); break;
-        case 25: put_zone(o, t->tm_gmtoff, true, false, false, false); break;
-        case 26: put_zone(o, t->tm_gmtoff, false, false, false, false); break;
-        case 27: put_zone(o, t->tm_gmtoff, true, false, true, false); break;
-        case 28: put_zone(o, t->tm_gmtoff, false, false, true, false); break;
-        case 29: putf(o, "%d", t->tm_mon + 1); break;
-        case 30: putf(o, "%d", t->tm_mday); break;
-        case 31: putf(o, "%d", hour12); break;
-        case 32: putf(o, "%d", t->tm_min); break;
-        case 33: putf(o, "%d", t->tm_sec); break;
+        case 1:
+            put(o, month_names[t->tm_mon], strlen(month_names[t->tm_mon]));
+            break;
+        case 2:
+            put(o, month_names[t->tm_mon], 3);
+            break;
+        case 3:
+            put(o, day_names[t->tm_wday], strlen(day_names[t->tm_wday]));
+            break;
+        case 4:
+            put(o, day_names[t->tm_wday], 3);
+            break;
+        case 5:
+            put(o, zone, strlen(zone));
+            break;
+        case 6:
+            putf(o, "%04d", t->tm_year + 1900);
+            break;
+        case 7:
+            putf(o, "%03d", t->tm_yday + 1);
+            break;
+        case 8:
+            putf(o, "%3d", t->tm_yday + 1);
+            break;
+        case 9:
+            putf(o, "%2d", t->tm_mday);
+            break;
+        case 10:
+            putf(o, "%02d", t->tm_mon + 1);
+            break;
+        case 11:
+            putf(o, "%02d", t->tm_mday);
+            break;
+        case 12:
+            putf(o, "%02d", hour12);
+            break;
+        case 13:
+            putf(o, "%02d", t->tm_min);
+            break;
+        case 14:
+            putf(o, "%02d", t->tm_sec);
+            break;
+        case 15:
+            putf(o, "%02d", (t->tm_year + 1900) % 100);
+            break;
+        case 16:
+            putf(o, "%02d", t->tm_hour);
+            break;
+        case 17:
+            put(o, t->tm_hour >= 12 ? "PM" : "AM", 2);
+            break;
+        case 18:
+            put(o, t->tm_hour >= 12 ? "pm" : "am", 2);
+            break;
+        case 19:
+            put_zone(o, t->tm_gmtoff, true, true, false, true);
+            break;
+        case 20:
+            put_zone(o, t->tm_gmtoff, false, true, false, true);
+            break;
+        case 21:
+            put_zone(o, t->tm_gmtoff, true, true, false, false);
+            break;
+        case 22:
+            put_zone(o, t->tm_gmtoff, false, true, false, false);
+            break;
+        case 23:
+            put_zone(o, t->tm_gmtoff, true, false, false, true);
+            break;
+        case 24:
+            put_zone(o, t->tm_gmtoff, false, false, false, true);
+            break;
+        case 25:
+            put_zone(o, t->tm_gmtoff, true, false, false, false);
+            break;
+        case 26:
+            put_zone(o, t->tm_gmtoff, false, false, false, false);
+            break;
+        case 27:
+            put_zone(o, t->tm_gmtoff, true, false, true, false);
+            break;
+        case 28:
+            put_zone(o, t->tm_gmtoff, false, false, true, false);
+            break;
+        case 29:
+            putf(o, "%d", t->tm_mon + 1);
+            break;
+        case 30:
+            putf(o, "%d", t->tm_mday);
+            break;
+        case 31:
+            putf(o, "%d", hour12);
+            break;
+        case 32:
+            putf(o, "%d", t->tm_min);
+            break;
+        case 33:
+            putf(o, "%d", t->tm_sec);
+            break;
         }
         return strlen(elems[i].tok);
     }

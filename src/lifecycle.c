@@ -177,8 +177,8 @@ static void report_error(struct app *app, const char *which, const char *type, c
     snprintf(id_hdr, sizeof(id_hdr), "Lambda-Extension-Identifier: %s", app->ext_id);
     snprintf(type_hdr, sizeof(type_hdr), "Lambda-Extension-Function-Error-Type: %s", type);
     const char *headers[] = {id_hdr, type_hdr, NULL};
-    json_t *body = json_pack("{s:s, s:s, s:[]}", "errorMessage", msg, "errorType", type,
-                             "stackTrace");
+    json_t *body =
+        json_pack("{s:s, s:s, s:[]}", "errorMessage", msg, "errorType", type, "stackTrace");
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (extapi_call(app->api, "POST", path, headers, text, on_error_reported, NULL, app) != 0)
@@ -222,8 +222,8 @@ static void on_invoke(struct app *app, json_t *ev)
     app->state = APP_FLUSHING;
     app->wait_started_ms = uv_now(app->loop);
     int64_t budget = inv->deadline_ms - FLUSH_MARGIN_MS - epoch_ms();
-    log_debug("flushing before the next event", LKI("pending", queue_pending(&app->q))
-                                                    LKI("budget_ms", budget));
+    log_debug("flushing before the next event",
+              LKI("pending", queue_pending(&app->q)) LKI("budget_ms", budget));
     uv_timer_start(&app->timer, on_flush_deadline, budget > 0 ? (uint64_t)budget : 0, 0);
     app->waiter = queue_when_idle(&app->q, on_flushed, app);
 }
@@ -235,8 +235,8 @@ static void on_shutdown_event(struct app *app, json_t *ev)
     int64_t deadline = (int64_t)json_integer_value(json_object_get(ev, "deadlineMs"));
     bool normal = strcasecmp(reason, "spindown") == 0;
     LOG_AT(normal ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, "shutdown event", LKS("reason", reason));
-    int64_t budget = deadline > 0 ? deadline - SHUTDOWN_MARGIN_MS - epoch_ms()
-                                  : app->cfg->timeout_ns / 1000000;
+    int64_t budget =
+        deadline > 0 ? deadline - SHUTDOWN_MARGIN_MS - epoch_ms() : app->cfg->timeout_ns / 1000000;
     shutdown_drain(app, budget);
 }
 
@@ -246,9 +246,9 @@ static void on_event(void *ud, const struct extapi_response *r)
     if (app->state != APP_WAITING_EVENT)
         return;
     if (r->error || r->status != 200) {
-        log_error("event/next failed", LKI("status", r->status)
-                                           LKS("error", r->error ? uv_strerror(r->error) : "")
-                                               LKS("response", r->body));
+        log_error("event/next failed",
+                  LKI("status", r->status) LKS("error", r->error ? uv_strerror(r->error) : "")
+                      LKS("response", r->body));
         report_error(app, "exit", "Extension.NextFailed", "GET event/next failed");
         return;
     }
@@ -260,8 +260,8 @@ static void on_event(void *ud, const struct extapi_response *r)
     } else if (type && strcmp(type, "SHUTDOWN") == 0) {
         on_shutdown_event(app, ev);
     } else {
-        log_warn("unexpected event ignored", LKS("eventType", type ? type : "")
-                                                 LKS("error", ev ? "" : jerr.text));
+        log_warn("unexpected event ignored",
+                 LKS("eventType", type ? type : "") LKS("error", ev ? "" : jerr.text));
         poll_next(app);
     }
     json_decref(ev);
@@ -273,8 +273,8 @@ static void poll_next(struct app *app)
     snprintf(id_hdr, sizeof(id_hdr), "Lambda-Extension-Identifier: %s", app->ext_id);
     const char *headers[] = {id_hdr, NULL};
     app->state = APP_WAITING_EVENT;
-    int rc = extapi_call(app->api, "GET", API_BASE "/event/next", headers, NULL, on_event, NULL,
-                         app);
+    int rc =
+        extapi_call(app->api, "GET", API_BASE "/event/next", headers, NULL, on_event, NULL, app);
     if (rc != 0) {
         log_error("cannot poll event/next", LKS("error", uv_strerror(rc)));
         report_error(app, "exit", "Extension.NextFailed", "cannot poll event/next");
@@ -285,17 +285,16 @@ static void on_registered(void *ud, const struct extapi_response *r)
 {
     struct app *app = ud;
     if (r->error || r->status != 200 || !r->ext_id) {
-        log_error("register failed", LKI("status", r->status)
-                                         LKS("error", r->error ? uv_strerror(r->error) : "")
-                                             LKS("response", r->body));
+        log_error("register failed",
+                  LKI("status", r->status) LKS("error", r->error ? uv_strerror(r->error) : "")
+                      LKS("response", r->body));
         begin_exit(app, 1);
         return;
     }
     snprintf(app->ext_id, sizeof(app->ext_id), "%s", r->ext_id);
     json_t *body = json_loadb(r->body, r->body_len, 0, NULL);
     copy_json_string(body, "functionName", app->function_name, sizeof(app->function_name));
-    copy_json_string(body, "functionVersion", app->function_version,
-                     sizeof(app->function_version));
+    copy_json_string(body, "functionVersion", app->function_version, sizeof(app->function_version));
     copy_json_string(body, "accountId", app->account_id, sizeof(app->account_id));
     json_decref(body);
     log_info("registered", LKS("extension", app->ext_name) LKS("function", app->function_name)
@@ -336,6 +335,12 @@ void lifecycle_start(struct app *app)
     uv_signal_start(&app->sigint, on_signal, SIGINT);
     app->state = APP_STARTING;
 
+    char remote[512];
+    url_redact(app->cfg->remote_address, remote, sizeof(remote));
+    log_info("relaying",
+             LKS("remote", remote) LKI("workers", app->cfg->num_workers)
+                 LKI("timeout_ms", app->cfg->timeout_ns / 1000000)
+                     LKS("flush_on_invoke", app->cfg->flush_on_invoke ? "true" : "false"));
     if (app->listen_error)
         log_error("cannot listen", LKS("address", "127.0.0.1") LKI("port", app->cfg->relay_port)
                                        LKS("error", uv_strerror(app->listen_error)));

@@ -65,7 +65,7 @@ bool log_level_parse(const char *s, enum log_level *out)
         const char *name;
         enum log_level level;
     } names[] = {
-        {"panic", LOG_LEVEL_ERROR}, {"fatal", LOG_LEVEL_ERROR}, {"error", LOG_LEVEL_ERROR},
+        {"panic", LOG_LEVEL_ERROR}, {"fatal", LOG_LEVEL_ERROR},  {"error", LOG_LEVEL_ERROR},
         {"warn", LOG_LEVEL_WARN},   {"warning", LOG_LEVEL_WARN}, {"info", LOG_LEVEL_INFO},
         {"debug", LOG_LEVEL_DEBUG}, {"trace", LOG_LEVEL_TRACE},
     };
@@ -228,8 +228,8 @@ size_t log_format_line(char *buf, size_t cap, const struct log_options *o, enum 
     if (o->format == LOG_FORMAT_JSON)
         put(&l, "{", 1);
     if (!o->timestamp_disable) {
-        go_time_format(ts, sizeof(ts), o->timestamp_layout ? o->timestamp_layout : GO_RFC3339,
-                       now, o->timestamp_utc);
+        go_time_format(ts, sizeof(ts), o->timestamp_layout ? o->timestamp_layout : GO_RFC3339, now,
+                       o->timestamp_utc);
         put_field(&l, o, &(struct field){o->field_time, ts, 0, false}, first);
         first = false;
     }

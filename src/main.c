@@ -13,8 +13,9 @@ static void log_config_issues(const struct config *c)
 {
     for (size_t i = 0; i < c->n_issues; i++) {
         const struct config_issue *is = &c->issues[i];
-        LOG_AT(is->level, is->level == LOG_LEVEL_WARN ? "invalid value, default used"
-                                                      : "invalid configuration",
+        LOG_AT(is->level,
+               is->level == LOG_LEVEL_WARN ? "invalid value, default used"
+                                           : "invalid configuration",
                LKS("variable", is->variable) LKS("value", is->value)
                    LKS("default", is->default_value) LKS("error", is->detail));
     }
@@ -44,8 +45,8 @@ int main(int argc, char **argv)
     session_id_generate(app.session_id);
 
     /* Listen before anything else: a profiler may push as soon as the function's init starts. */
-    app.server = relay_server_start(&loop, &cfg, &app.q, &app.policy, app.session_id,
-                                    &app.listen_error);
+    app.server =
+        relay_server_start(&loop, &cfg, &app.q, &app.policy, app.session_id, &app.listen_error);
     lifecycle_start(&app);
     uv_run(&loop, UV_RUN_DEFAULT);
 

@@ -135,13 +135,20 @@ static void conn_write(struct conn *c, const char *data, size_t len)
 static const char *reason(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 413: return "Payload Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 413:
+        return "Payload Too Large";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
     }
 }
 
@@ -154,9 +161,8 @@ static void conn_respond(struct conn *c, int status, const char *body)
                            : http10   ? "Connection: keep-alive\r\n"
                                       : "";
     const char *retry = status == 503 ? "Retry-After: 1\r\n" : "";
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\n%s%sContent-Length: %zu\r\n%s\r\n%s", status,
-                     reason(status), conn_hdr, retry, body_len,
+    int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n%s%sContent-Length: %zu\r\n%s\r\n%s",
+                     status, reason(status), conn_hdr, retry, body_len,
                      body_len ? "Content-Type: text/plain\r\n" : "", body ? body : "");
     conn_write(c, head, (size_t)n < sizeof(head) ? (size_t)n : sizeof(head) - 1);
 }
@@ -346,10 +352,9 @@ static struct relay_req *build_upload(struct conn *c)
     const char *q = memchr(target, '?', target_len);
     char *rewritten = NULL;
     if (q) {
-        char *new_query = query_add_session_id(q + 1, target_len - (size_t)(q + 1 - target),
-                                               s->session_id);
-        if (new_query && asprintf(&rewritten, "%.*s?%s", (int)(q - target), target,
-                                  new_query) < 0)
+        char *new_query =
+            query_add_session_id(q + 1, target_len - (size_t)(q + 1 - target), s->session_id);
+        if (new_query && asprintf(&rewritten, "%.*s?%s", (int)(q - target), target, new_query) < 0)
             rewritten = NULL;
         free(new_query);
     }
@@ -358,9 +363,8 @@ static struct relay_req *build_upload(struct conn *c)
     free(rewritten);
 
     struct req_header stack_hdrs[32];
-    struct req_header *hdrs = c->n_hdrs <= PLE_ARRAY_LEN(stack_hdrs)
-                                  ? stack_hdrs
-                                  : malloc(c->n_hdrs * sizeof(*hdrs));
+    struct req_header *hdrs =
+        c->n_hdrs <= PLE_ARRAY_LEN(stack_hdrs) ? stack_hdrs : malloc(c->n_hdrs * sizeof(*hdrs));
     if (hdrs) {
         for (size_t i = 0; i < c->n_hdrs; i++) {
             const struct hdr_ref *h = &c->hdrs[i];
@@ -522,16 +526,20 @@ static void listener_close(struct listener *l)
 }
 
 struct relay_server *relay_server_start(uv_loop_t *loop, const struct config *c, struct queue *q,
-                                        const struct header_policy *policy,
-                                        const char *session_id, int *err)
+                                        const struct header_policy *policy, const char *session_id,
+                                        int *err)
 {
     struct relay_server *s = calloc(1, sizeof(*s));
     if (!s) {
         *err = UV_ENOMEM;
         return NULL;
     }
-    *s = (struct relay_server){.loop = loop, .c = c, .q = q, .policy = policy,
-                               .session_id = session_id, .accepting = true};
+    *s = (struct relay_server){.loop = loop,
+                               .c = c,
+                               .q = q,
+                               .policy = policy,
+                               .session_id = session_id,
+                               .accepting = true};
     llhttp_settings_init(&s->settings);
     s->settings.on_message_begin = on_message_begin;
     s->settings.on_url = on_url;

@@ -34,14 +34,14 @@ struct label {
 
 static bool app_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-' || c == '/' || c == ':';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-' || c == '/' || c == ':';
 }
 
 static bool key_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 static void trim(const char **s, size_t *n)
@@ -134,8 +134,7 @@ char *flameql_add_session_id(const char *key, size_t len, const char *session_id
     for (long i = 0; i + 1 < n; i++)
         if (label_cmp(&labels[i], &labels[i + 1]) == 0)
             return NULL; /* a key given twice is ambiguous */
-    struct label sid = {SESSION_ID_LABEL, session_id, strlen(SESSION_ID_LABEL),
-                        strlen(session_id)};
+    struct label sid = {SESSION_ID_LABEL, session_id, strlen(SESSION_ID_LABEL), strlen(session_id)};
     if (bsearch(&sid, labels, (size_t)n, sizeof(labels[0]), label_cmp))
         return NULL; /* already there: nothing to change */
     labels[n++] = sid;
@@ -239,8 +238,8 @@ char *query_add_session_id(const char *query, size_t len, const char *session_id
             char *key = raw && raw_len ? flameql_add_session_id(raw, raw_len, session_id) : NULL;
             char *enc = key ? query_escape(key) : NULL;
             char *out = NULL;
-            if (enc && asprintf(&out, "%.*s%s%.*s", (int)vstart, query, enc,
-                                (int)(len - end), query + end) < 0)
+            if (enc && asprintf(&out, "%.*s%s%.*s", (int)vstart, query, enc, (int)(len - end),
+                                query + end) < 0)
                 out = NULL;
             free(raw);
             free(key);
@@ -270,7 +269,8 @@ void session_id_generate(char out[17])
         /* No entropy source: still unique enough per process to tell sessions apart. */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40);
+        uint64_t x =
+            (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40);
         x ^= x >> 33;
         x *= 0xff51afd7ed558ccdULL;
         x ^= x >> 33;
@@ -355,8 +355,8 @@ static bool name_is(const char *name, size_t len, const char *want)
 
 bool header_is_hop_by_hop(const char *name, size_t len)
 {
-    static const char *const hop[] = {"Connection", "Keep-Alive", "TE", "Trailer",
-                                      "Transfer-Encoding", "Upgrade"};
+    static const char *const hop[] = {"Connection", "Keep-Alive",        "TE",
+                                      "Trailer",    "Transfer-Encoding", "Upgrade"};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
         if (name_is(name, len, hop[i]))
             return true;
@@ -364,8 +364,7 @@ bool header_is_hop_by_hop(const char *name, size_t len)
 }
 
 /* Is name one of the comma-separated tokens of a Connection header value? */
-static bool listed_in_connection(const struct req_header *h, size_t n, const char *name,
-                                 size_t len)
+static bool listed_in_connection(const struct req_header *h, size_t n, const char *name, size_t len)
 {
     for (size_t i = 0; i < n; i++) {
         if (!name_is(h[i].name, h[i].name_len, "Connection"))
@@ -403,8 +402,8 @@ static bool client_header_forwarded(const struct header_policy *p, const struct 
 {
     const char *name = x->name;
     size_t len = x->name_len;
-    if (memchr(name, '\r', len) || memchr(name, '\n', len) || memchr(x->value, '\r', x->value_len) ||
-        memchr(x->value, '\n', x->value_len))
+    if (memchr(name, '\r', len) || memchr(name, '\n', len) ||
+        memchr(x->value, '\r', x->value_len) || memchr(x->value, '\n', x->value_len))
         return false;
     if (header_is_hop_by_hop(name, len) || listed_in_connection(h, n, name, len))
         return false;

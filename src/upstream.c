@@ -291,9 +291,9 @@ static void log_outcome(struct transfer *t, CURLcode rc, long status, bool deliv
         return;
     }
     const char *error = rc != CURLE_OK ? (t->err[0] ? t->err : curl_easy_strerror(rc)) : "";
-    log_error("upload failed", LKI("id", r->id) LKS("url", url) LKI("status", status)
-                                   LKS("error", error) LKS("response", t->resp)
-                                   LKI("duration_ms", ms) LKI("bytes", r->body_len));
+    log_error("upload failed",
+              LKI("id", r->id) LKS("url", url) LKI("status", status) LKS("error", error)
+                  LKS("response", t->resp) LKI("duration_ms", ms) LKI("bytes", r->body_len));
 }
 
 static void finish_transfer(struct upstream *u, struct transfer *t, CURLcode rc)

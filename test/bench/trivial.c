@@ -25,7 +25,8 @@ int main(void)
         return 3;
     char host[64];
     snprintf(host, sizeof(host), "%.*s", (int)(strchr(api, ':') - api), api);
-    struct sockaddr_in r = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(strchr(api, ':') + 1))};
+    struct sockaddr_in r = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)atoi(strchr(api, ':') + 1))};
     inet_pton(AF_INET, host, &r.sin_addr);
     int s = socket(AF_INET, SOCK_STREAM, 0);
     if (connect(s, (struct sockaddr *)&r, sizeof(r)) != 0)

@@ -54,8 +54,6 @@ def post(path, body, headers=None, version="HTTP/1.1", host="127.0.0.1"):
 
 
 class RelayTest(unittest.TestCase):
-    remote_path = ""
-
     def setUp(self):
         self.remote = RecordingRemote().start()
         self.addCleanup(self.remote.stop)
@@ -63,7 +61,7 @@ class RelayTest(unittest.TestCase):
     def start(self, **env):
         self.port = free_port()
         base = {"PYROSCOPE_DEV_MODE": "true", "PYROSCOPE_RELAY_PORT": self.port,
-                "PYROSCOPE_REMOTE_ADDRESS": self.remote.url + self.remote_path}
+                "PYROSCOPE_REMOTE_ADDRESS": self.remote.url}
         base.update(env)
         self.ext = Extension(base).start()
         self.addCleanup(self.ext.kill)
@@ -287,7 +285,10 @@ class RelayTest(unittest.TestCase):
         secrets = ["tok-%s" % os.urandom(6).hex(), "pw-%s" % os.urandom(6).hex(),
                    "hdr-%s" % os.urandom(6).hex(), "client-%s" % os.urandom(6).hex()]
         self.remote.status = 500
-        ext = self.start(PYROSCOPE_LOG_LEVEL="trace", PYROSCOPE_AUTH_TOKEN=secrets[0],
+        secrets.append("url-%s" % os.urandom(6).hex())
+        userinfo_remote = self.remote.url.replace("http://", "http://u:%s@" % secrets[4])
+        ext = self.start(PYROSCOPE_REMOTE_ADDRESS=userinfo_remote,
+                         PYROSCOPE_LOG_LEVEL="trace", PYROSCOPE_AUTH_TOKEN=secrets[0],
                          PYROSCOPE_BASIC_AUTH_USER="u", PYROSCOPE_BASIC_AUTH_PASSWORD=secrets[1],
                          PYROSCOPE_HTTP_HEADERS=json.dumps({"X-Key": secrets[2], "bad name": secrets[2]}))
         self.send(post("/ingest", b"x", {"Authorization": "Bearer " + secrets[3]}))
@@ -295,6 +296,7 @@ class RelayTest(unittest.TestCase):
         ext.stop()
         log = ext.log()
         self.assertIn("func=", log)  # trace level was on
+        self.assertIn('remote="http://***@127.0.0.1', log)
         for s in secrets:
             self.assertNotIn(s, log)
 
@@ -333,7 +335,7 @@ class RelayTest(unittest.TestCase):
         ext.wait_for_log(r'level=error msg="cannot listen" .*port=%d error="address already in use"' % port)
 
 
-class BasePathTest(RelayTest.__bases__[0]):
+class BasePathTest(unittest.TestCase):
     def test_base_path_of_the_remote_is_kept(self):
         remote = RecordingRemote().start()
         self.addCleanup(remote.stop)

@@ -58,22 +58,14 @@ static void test_defaults(void)
 static void test_values(void)
 {
     struct env e = {{"PYROSCOPE_REMOTE_ADDRESS=http://127.0.0.1:9/base//",
-                     "PYROSCOPE_AUTH_TOKEN=tok",
-                     "PYROSCOPE_SELF_PROFILING=T",
-                     "PYROSCOPE_LOG_LEVEL=Debug",
-                     "PYROSCOPE_TIMEOUT=1m30s",
-                     "PYROSCOPE_NUM_WORKERS=12",
-                     "PYROSCOPE_FLUSH_ON_INVOKE=1",
+                     "PYROSCOPE_AUTH_TOKEN=tok", "PYROSCOPE_SELF_PROFILING=T",
+                     "PYROSCOPE_LOG_LEVEL=Debug", "PYROSCOPE_TIMEOUT=1m30s",
+                     "PYROSCOPE_NUM_WORKERS=12", "PYROSCOPE_FLUSH_ON_INVOKE=1",
                      "PYROSCOPE_HTTP_HEADERS={\"X-A\":\"1\",\"X-B\":\"two\"}",
-                     "PYROSCOPE_TENANT_ID=t1",
-                     "PYROSCOPE_LOG_FORMAT=json",
-                     "PYROSCOPE_LOG_TIMESTAMP_FORMAT=15:04",
-                     "PYROSCOPE_LOG_TIMESTAMP_DISABLE=true",
-                     "PYROSCOPE_LOG_MSG_FIELD_NAME=message",
-                     "PYROSCOPE_LOG_FILE_FIELD_NAME=src",
-                     "PYROSCOPE_RELAY_PORT=5050",
-                     "PYROSCOPE_TIMEOUT_UNUSED=x",
-                     NULL}};
+                     "PYROSCOPE_TENANT_ID=t1", "PYROSCOPE_LOG_FORMAT=json",
+                     "PYROSCOPE_LOG_TIMESTAMP_FORMAT=15:04", "PYROSCOPE_LOG_TIMESTAMP_DISABLE=true",
+                     "PYROSCOPE_LOG_MSG_FIELD_NAME=message", "PYROSCOPE_LOG_FILE_FIELD_NAME=src",
+                     "PYROSCOPE_RELAY_PORT=5050", "PYROSCOPE_TIMEOUT_UNUSED=x", NULL}};
     struct config c;
     CHECK(config_load(&c, lookup, &e) == 0);
     CHECK_STR(c.remote_address, "http://127.0.0.1:9/base");
@@ -93,10 +85,10 @@ static void test_values(void)
 
 static void test_invalid_values_fall_back_with_one_issue_each(void)
 {
-    struct env e = {{"PYROSCOPE_TIMEOUT=10", "PYROSCOPE_NUM_WORKERS=0", "PYROSCOPE_FLUSH_ON_INVOKE=yes",
-                     "PYROSCOPE_LOG_LEVEL=loud", "PYROSCOPE_LOG_FORMAT=xml",
-                     "PYROSCOPE_RELAY_PORT=70000", "PYROSCOPE_REMOTE_ADDRESS=ftp://x",
-                     "PYROSCOPE_SELF_PROFILING=maybe", NULL}};
+    struct env e = {{"PYROSCOPE_TIMEOUT=10", "PYROSCOPE_NUM_WORKERS=0",
+                     "PYROSCOPE_FLUSH_ON_INVOKE=yes", "PYROSCOPE_LOG_LEVEL=loud",
+                     "PYROSCOPE_LOG_FORMAT=xml", "PYROSCOPE_RELAY_PORT=70000",
+                     "PYROSCOPE_REMOTE_ADDRESS=ftp://x", "PYROSCOPE_SELF_PROFILING=maybe", NULL}};
     struct config c;
     config_load(&c, lookup, &e);
     CHECK(c.n_issues == 8);

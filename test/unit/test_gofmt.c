@@ -63,8 +63,8 @@ static void test_durations(void)
         if (!parsed || v != ok[i].ns)
             fprintf(stderr, "  duration %s -> %lld\n", ok[i].s, (long long)v);
     }
-    const char *bad[] = {"", "1", "s", "1x", "--1s", "9223372036854775808ns", "1.5", ".s", "1 s",
-                         "3000000h"};
+    const char *bad[] = {"",    "1",  "s",   "1x",      "--1s", "9223372036854775808ns",
+                         "1.5", ".s", "1 s", "3000000h"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int64_t v = -42;
         CHECK(!go_parse_duration(bad[i], &v) && v == -42);
@@ -88,7 +88,7 @@ static void test_time_layouts(void)
     check_format("15:04:05,000000", "15:04:05,123456");
     check_format("Jan _2 Mon PM 03:04", "Jan  2 Tue PM 03:04");
     check_format("January Monday pm", "January Tuesday pm");
-    check_format("3:04PM", "3:04PM");                                /* time.Kitchen */
+    check_format("3:04PM", "3:04PM");                                 /* time.Kitchen */
     check_format("Jan _2 15:04:05.000000", "Jan  2 15:04:05.123456"); /* time.StampMicro */
     check_format("-0700 Z0700 -07:00 Z07 MST", "+0000 Z +00:00 Z UTC");
     check_format("002 __2 06 1/2", "002   2 24 1/2");

@@ -72,8 +72,11 @@ static void test_invalid_utf8_and_truncation(void)
     log_options_default(&o);
     o.format = LOG_FORMAT_JSON;
     o.timestamp_disable = true;
-    CHECK_STR(fmt(&o, LOG_LEVEL_INFO, "m", (const struct log_kv[]){LKS("path", "a\xff" "b"){0}}),
-              "{\"level\":\"info\",\"msg\":\"m\",\"path\":\"a\xEF\xBF\xBD" "b\","
+    CHECK_STR(fmt(&o, LOG_LEVEL_INFO, "m",
+                  (const struct log_kv[]){LKS("path", "a\xff"
+                                                      "b"){0}}),
+              "{\"level\":\"info\",\"msg\":\"m\",\"path\":\"a\xEF\xBF\xBD"
+              "b\","
               "\"logrus_error\":\"invalid UTF-8 in field path; bad bytes replaced\"}\n");
     char small[16];
     size_t n = log_format_line(small, sizeof(small), &o, LOG_LEVEL_INFO, NULL, NULL, 0,

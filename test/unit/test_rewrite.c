@@ -42,8 +42,8 @@ static void test_flameql(void)
     check_key("app{ z = x y , a=1 }", "app{__session_id__=" SID ",a=1,z=x y}");
     check_key("app{}", "app{__session_id__=" SID "}");
     check_key("app{__session_id__=mine,a=1}", NULL); /* present: nothing to change */
-    const char *bad[] = {"", "{a=b}", "app{a}", "app{a=b", "app{a=b}x", "app{a=b,a=c}",
-                         "app{=b}", "app{a=}", "ap p", "app{a=b{}", "app{a=b,}"};
+    const char *bad[] = {"",        "{a=b}",   "app{a}", "app{a=b",   "app{a=b}x", "app{a=b,a=c}",
+                         "app{=b}", "app{a=}", "ap p",   "app{a=b{}", "app{a=b,}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         check_key(bad[i], NULL);
 }
@@ -63,7 +63,8 @@ static void test_query(void)
     check_query("name=app", "name=app%7B__session_id__%3D" SID "%7D");
     check_query("from=1&name=app%7Bb%3D1%2Ca%3D2%7D&until=2&x=%zz",
                 "from=1&name=app%7B__session_id__%3D" SID "%2Ca%3D2%2Cb%3D1%7D&until=2&x=%zz");
-    check_query("a=1&name=app%7Bk%3Dv+w%7D", "a=1&name=app%7B__session_id__%3D" SID "%2Ck%3Dv+w%7D");
+    check_query("a=1&name=app%7Bk%3Dv+w%7D",
+                "a=1&name=app%7B__session_id__%3D" SID "%2Ck%3Dv+w%7D");
     check_query("username=app&x=1", NULL);
     check_query("x=1", NULL);
     check_query("name=", NULL);
@@ -101,7 +102,10 @@ static struct config cfg(const char *token, const char *user, const char *pass, 
     return c;
 }
 
-#define H(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
+#define H(n, v)                                                                                    \
+    {                                                                                              \
+        n, sizeof(n) - 1, v, sizeof(v) - 1                                                         \
+    }
 
 static void check_list(struct curl_slist *l, const char *const *want)
 {
@@ -123,23 +127,34 @@ static void test_policy_passthrough(void)
     CHECK(header_policy_init(&p, &c) == 0);
     CHECK(p.authorization == NULL); /* a user without a password is not basic auth */
     const struct req_header h[] = {
-        H("Host", "localhost:4040"),  H("Content-Length", "12"),   H("Connection", "keep-alive, X-Gone"),
-        H("X-Gone", "1"),             H("Keep-Alive", "5"),         H("Proxy-Authorization", "x"),
-        H("Transfer-Encoding", "chunked"), H("Expect", "100-continue"), H("Authorization", "Bearer c"),
-        H("Content-Type", "application/octet-stream"), H("X-Forwarded-Host", "spoof"),
+        H("Host", "localhost:4040"),
+        H("Content-Length", "12"),
+        H("Connection", "keep-alive, X-Gone"),
+        H("X-Gone", "1"),
+        H("Keep-Alive", "5"),
+        H("Proxy-Authorization", "x"),
+        H("Transfer-Encoding", "chunked"),
+        H("Expect", "100-continue"),
+        H("Authorization", "Bearer c"),
+        H("Content-Type", "application/octet-stream"),
+        H("X-Forwarded-Host", "spoof"),
         H("User-Agent", "ua"),
     };
-    const char *want[] = {"X-Forwarded-Host: localhost:4040", "Authorization: Bearer c",
-                          "Content-Type: application/octet-stream", "User-Agent: ua", "Accept:",
-                          "Expect:", NULL};
+    const char *want[] = {"X-Forwarded-Host: localhost:4040",
+                          "Authorization: Bearer c",
+                          "Content-Type: application/octet-stream",
+                          "User-Agent: ua",
+                          "Accept:",
+                          "Expect:",
+                          NULL};
     check_list(header_policy_build(&p, h, sizeof(h) / sizeof(h[0])), want);
     header_policy_free(&p);
 }
 
 static void test_policy_credentials_and_extra(void)
 {
-    struct config_header extra[] = {{"X-Custom", "cfg"}, {"Authorization", "loses"},
-                                    {"Accept", "application/json"}};
+    struct config_header extra[] = {
+        {"X-Custom", "cfg"}, {"Authorization", "loses"}, {"Accept", "application/json"}};
     struct config c = cfg("tok", "u", "p", "t1");
     c.http_headers = extra;
     c.n_http_headers = 3;
@@ -147,9 +162,14 @@ static void test_policy_credentials_and_extra(void)
     CHECK(header_policy_init(&p, &c) == 0);
     const struct req_header h[] = {H("x-custom", "client"), H("Authorization", "Bearer c"),
                                    H("X-Scope-OrgID", "client-tenant"), H("X-Other", "o")};
-    const char *want[] = {"X-Other: o", "X-Custom: cfg", "Accept: application/json",
-                          "Authorization: Bearer tok", "X-Scope-OrgID: t1", "Content-Type:",
-                          "Expect:", NULL};
+    const char *want[] = {"X-Other: o",
+                          "X-Custom: cfg",
+                          "Accept: application/json",
+                          "Authorization: Bearer tok",
+                          "X-Scope-OrgID: t1",
+                          "Content-Type:",
+                          "Expect:",
+                          NULL};
     check_list(header_policy_build(&p, h, sizeof(h) / sizeof(h[0])), want);
     header_policy_free(&p);
 
@@ -161,8 +181,9 @@ static void test_policy_credentials_and_extra(void)
 
 static void test_hop_by_hop(void)
 {
-    const char *hop[] = {"Connection", "keep-alive", "TE", "trailer", "Transfer-Encoding",
-                         "UPGRADE", "Proxy-Connection", "proxy-authenticate"};
+    const char *hop[] = {"Connection",       "keep-alive",        "TE",
+                         "trailer",          "Transfer-Encoding", "UPGRADE",
+                         "Proxy-Connection", "proxy-authenticate"};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
         CHECK(header_is_hop_by_hop(hop[i], strlen(hop[i])));
     CHECK(!header_is_hop_by_hop("Content-Type", 12));
