@@ -341,6 +341,9 @@ void lifecycle_start(struct app *app)
              LKS("remote", remote) LKI("workers", app->cfg->num_workers)
                  LKI("timeout_ms", app->cfg->timeout_ns / 1000000)
                      LKS("flush_on_invoke", app->cfg->flush_on_invoke ? "true" : "false"));
+    if (app->cfg->self_profiling)
+        log_warn("PYROSCOPE_SELF_PROFILING=true is not implemented yet; the extension does not "
+                 "profile itself", );
     if (app->listen_error)
         log_error("cannot listen", LKS("address", "127.0.0.1") LKI("port", app->cfg->relay_port)
                                        LKS("error", uv_strerror(app->listen_error)));

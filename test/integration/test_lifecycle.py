@@ -92,6 +92,17 @@ class LifecycleTest(unittest.TestCase):
         self.assertGreaterEqual(nxt.mono, got[0].answered,
                                 "next was polled before the upload in flight finished")
 
+    def test_flush_also_awaits_uploads_that_arrive_during_it(self):
+        self.remote.delay = 0.5
+        self.registered(self.start(PYROSCOPE_FLUSH_ON_INVOKE="true"))
+        self.assertEqual(push(self.port, body=b"first"), 200)
+        self.remote.wait_arrivals(1)
+        self.emu.invoke(timeout_ms=5000)
+        self.assertEqual(push(self.port, body=b"second"), 200)  # pushed while flushing
+        nxt = self.emu.wait_calls("/event/next", 2, timeout=5)[-1]
+        got = self.remote.wait_for(2, timeout=5)
+        self.assertGreaterEqual(nxt.mono, max(g.answered for g in got))
+
     def test_without_flush_next_is_polled_at_once(self):
         self.remote.delay = 1.5
         self.registered(self.start())
@@ -139,6 +150,18 @@ class LifecycleTest(unittest.TestCase):
         self.assertLess(exited, ev["deadlineMs"])
         ext.wait_for_log(r'upload not delivered')
         ext.wait_for_log(r'shutdown summary.* relayed=0 .*pending=1 ')
+
+    def test_shutdown_reason_in_capitals_is_a_normal_spindown(self):
+        ext = self.registered(self.start())
+        self.emu.shutdown(reason="SPINDOWN")
+        self.assertEqual(ext.wait_exit(5), 0)
+        ext.wait_for_log(r'level=info msg="shutdown event" reason=SPINDOWN')
+
+    def test_shutdown_reason_timeout_in_any_case_is_a_warning(self):
+        ext = self.registered(self.start())
+        self.emu.shutdown(reason="Timeout")
+        self.assertEqual(ext.wait_exit(5), 0)
+        ext.wait_for_log(r'level=warning msg="shutdown event" reason=Timeout')
 
     def test_sigterm_drains_and_exits_zero(self):
         self.remote.delay = 0.2
