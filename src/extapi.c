@@ -8,6 +8,7 @@
 
 #include <llhttp.h>
 
+#include "buf.h"
 #include "log.h"
 #include "util.h"
 
@@ -23,8 +24,7 @@ struct call {
     llhttp_t parser;
     char *request;
     size_t request_len;
-    char *body;
-    size_t body_len, body_cap;
+    struct buf body;
     char field[64];
     size_t field_len;
     bool field_is_id;
@@ -81,7 +81,7 @@ static void call_link(struct call **list, struct call *c)
 static void call_free(struct call *c)
 {
     free(c->request);
-    free(c->body);
+    buf_free(&c->body);
     free(c);
 }
 
@@ -103,8 +103,8 @@ static void call_finish(struct call *c, int error)
     struct extapi_response r = {
         .error = error,
         .status = error ? 0 : llhttp_get_status_code(&c->parser),
-        .body = c->body ? c->body : "",
-        .body_len = c->body_len,
+        .body = c->body.p ? c->body.p : "",
+        .body_len = c->body.len,
         .ext_id = c->ext_id[0] ? c->ext_id : NULL,
     };
     if (c->cb)
@@ -147,22 +147,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct call *c = p->data;
-    if (c->body_len + len + 1 > c->body_cap) {
-        if (c->body_len + len + 1 > MAX_RESPONSE)
-            return -1;
-        size_t cap = c->body_cap ? c->body_cap * 2 : 1024;
-        while (cap < c->body_len + len + 1)
-            cap *= 2;
-        char *b = realloc(c->body, cap);
-        if (!b)
-            return -1;
-        c->body = b;
-        c->body_cap = cap;
-    }
-    memcpy(c->body + c->body_len, at, len);
-    c->body_len += len;
-    c->body[c->body_len] = '\0';
-    return 0;
+    return buf_append(&c->body, at, len, MAX_RESPONSE);
 }
 
 static int on_message_complete(llhttp_t *p)

@@ -2,6 +2,7 @@
  * answer to the client. Nothing here waits for the remote. */
 #include "relay_server.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,18 +10,13 @@
 
 #include <llhttp.h>
 
+#include "buf.h"
 #include "log.h"
 #include "util.h"
 
 #define READ_BUF_SIZE (64 * 1024)
 #define MAX_HEADER_BYTES (64 * 1024)
 #define LISTEN_BACKLOG 511
-
-/* A growable byte buffer. */
-struct buf {
-    char *p;
-    size_t len, cap;
-};
 
 struct hdr_ref {
     size_t name_off, name_len, value_off, value_len;
@@ -67,30 +63,6 @@ struct relay_server {
 /* One shared read buffer: the loop is single-threaded and every read is consumed (copied where
  * it must be kept) before the next one, so connections need no buffer of their own. */
 static char read_buf[READ_BUF_SIZE];
-
-static int buf_append(struct buf *b, const char *p, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np)
-            return -1;
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-static void buf_free(struct buf *b)
-{
-    free(b->p);
-    *b = (struct buf){0};
-}
 
 static void request_reset(struct conn *c)
 {
@@ -245,7 +217,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
         c->reject_status = 431;
         return -1;
     }
-    return buf_append(&c->url, at, len);
+    return buf_append(&c->url, at, len, SIZE_MAX);
 }
 
 static int header_bytes_ok(struct conn *c, size_t more)
@@ -275,7 +247,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         c->last_was_value = false;
     }
     c->hdrs[c->n_hdrs - 1].name_len += len;
-    return buf_append(&c->hbytes, at, len);
+    return buf_append(&c->hbytes, at, len, SIZE_MAX);
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
@@ -289,7 +261,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
         c->last_was_value = true;
     }
     h->value_len += len;
-    return buf_append(&c->hbytes, at, len);
+    return buf_append(&c->hbytes, at, len, SIZE_MAX);
 }
 
 static bool header_is(const struct conn *c, const struct hdr_ref *h, const char *name)
@@ -337,7 +309,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
         c->reject_status = 413; /* a chunked body that grew past the limit */
         return -1;
     }
-    return buf_append(&c->body, at, len);
+    return buf_append(&c->body, at, len, SIZE_MAX);
 }
 
 /* Builds the upload from the request just read; NULL on allocation failure. */

@@ -296,13 +296,9 @@ static void log_outcome(struct transfer *t, CURLcode rc, long status, bool deliv
                   LKS("response", t->resp) LKI("duration_ms", ms) LKI("bytes", r->body_len));
 }
 
-static void finish_transfer(struct upstream *u, struct transfer *t, CURLcode rc)
+/* Takes t off the multi and the active list, keeps it for reuse, and returns its request. */
+static struct relay_req *transfer_release(struct upstream *u, struct transfer *t)
 {
-    long status = 0;
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-    bool delivered = rc == CURLE_OK && status >= 200 && status < 300;
-    log_outcome(t, rc, status, delivered);
     curl_multi_remove_handle(u->multi, t->easy);
     active_unlink(t);
     u->active--;
@@ -310,7 +306,17 @@ static void finish_transfer(struct upstream *u, struct transfer *t, CURLcode rc)
     t->req = NULL;
     t->next = u->spare;
     u->spare = t;
-    queue_done(u->q, r, delivered);
+    return r;
+}
+
+static void finish_transfer(struct upstream *u, struct transfer *t, CURLcode rc)
+{
+    long status = 0;
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    bool delivered = rc == CURLE_OK && status >= 200 && status < 300;
+    log_outcome(t, rc, status, delivered);
+    queue_done(u->q, transfer_release(u, t), delivered);
 }
 
 static void drain_finished(struct upstream *u)
@@ -402,14 +408,7 @@ static void abort_active(struct upstream *u)
         url_redact(t->req->url, url, sizeof(url));
         log_error("upload not delivered: aborted at shutdown",
                   LKI("id", t->req->id) LKS("url", url) LKI("bytes", t->req->body_len));
-        curl_multi_remove_handle(u->multi, t->easy);
-        active_unlink(t);
-        u->active--;
-        struct relay_req *r = t->req;
-        t->req = NULL;
-        t->next = u->spare;
-        u->spare = t;
-        queue_done(u->q, r, false);
+        queue_done(u->q, transfer_release(u, t), false);
     }
 }
 
