@@ -53,6 +53,7 @@ struct config {
     size_t queue_max_count; /* PYROSCOPE_QUEUE_MAX_COUNT, default 256 */
     size_t queue_max_bytes; /* PYROSCOPE_QUEUE_MAX_BYTES, default 32 MiB */
     size_t max_body_bytes;  /* PYROSCOPE_MAX_BODY_BYTES, default 8 MiB */
+    int max_retries;        /* PYROSCOPE_MAX_RETRIES, default 3 */
 
     struct config_issue issues[CONFIG_MAX_ISSUES];
     size_t n_issues;

@@ -25,8 +25,9 @@ struct relay_req {
     struct curl_slist *headers; /* the upload's headers, final */
     char *body;
     size_t body_len;
-    uint64_t accepted_ms; /* uv_now() when it was queued */
-    unsigned attempts;
+    unsigned attempts;      /* uploads started so far */
+    uint64_t not_before_ms; /* a retry waits until this uv_now() */
+    bool fresh_connection;  /* the last attempt died in transport: do not reuse a connection */
 };
 
 void relay_req_free(struct relay_req *r);

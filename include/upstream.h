@@ -1,7 +1,9 @@
 /* The uploader: libcurl's multi interface driven by the uv loop (sockets -> uv_poll_t, curl's
  * timer -> one uv_timer_t). It takes requests from the queue while fewer than
- * PYROSCOPE_NUM_WORKERS are in flight, keeps connections to the remote alive for reuse, and hands
- * each request back to the queue when it is finished.
+ * PYROSCOPE_NUM_WORKERS are in flight, keeps connections to the remote alive for reuse, retries
+ * what can succeed later (include/retry.h) after a delay on one more uv_timer_t, and hands each
+ * request back to the queue when it is finished. A request waiting for its retry is still counted
+ * as in flight, so flushes and the shutdown drain wait for it too (within their deadlines).
  *
  * Threads: none of ours. libcurl may resolve host names in a thread of its own (the threaded
  * resolver of Debian's build); that thread never touches our state. */

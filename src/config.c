@@ -226,6 +226,7 @@ int config_load(struct config *c, config_getenv_fn getenv_fn, void *ud)
         (size_t)get_int(&l, "PYROSCOPE_QUEUE_MAX_BYTES", 32 << 20, 1024, (long long)1 << 40);
     c->max_body_bytes =
         (size_t)get_int(&l, "PYROSCOPE_MAX_BODY_BYTES", 8 << 20, 1, (long long)1 << 40);
+    c->max_retries = (int)get_int(&l, "PYROSCOPE_MAX_RETRIES", 3, 0, 20);
     if (c->max_body_bytes + 512 > c->queue_max_bytes) {
         char v[32], d[32];
         snprintf(v, sizeof(v), "%zu", c->max_body_bytes);

@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 
 #include "log.h"
+#include "retry.h"
 #include "util.h"
 
 #define RESPONSE_SNIPPET 200
@@ -43,7 +44,10 @@ struct upstream {
     uv_timer_t timer;
     struct poll_ctx *polls;
     struct transfer *active_list;
-    struct transfer *spare; /* finished transfers kept with their easy handle for reuse */
+    struct transfer *spare;    /* finished transfers kept with their easy handle for reuse */
+    struct relay_req *waiting; /* failed uploads waiting to be retried, soonest first */
+    uv_timer_t retry_timer;
+    uint32_t rng;
     size_t active, peak, max_active;
     const char *ca_file, *ca_path;
     int open_handles; /* uv handles not yet closed; the struct is freed when it reaches 0 */
@@ -54,6 +58,7 @@ struct upstream {
 
 static void drain_finished(struct upstream *u);
 static void start_transfers(struct upstream *u);
+static void on_retry_timer(uv_timer_t *timer);
 
 void url_redact(const char *url, char *out, size_t cap)
 {
@@ -71,7 +76,7 @@ void url_redact(const char *url, char *out, size_t cap)
 static void handle_closed(uv_handle_t *h)
 {
     struct upstream *u = h->data;
-    if (h != (uv_handle_t *)&u->timer)
+    if (h != (uv_handle_t *)&u->timer && h != (uv_handle_t *)&u->retry_timer)
         free(PLE_CONTAINER_OF(h, struct poll_ctx, poll));
     if (--u->open_handles == 0 && u->closing) {
         void (*done)(void *) = u->done;
@@ -204,6 +209,8 @@ static void configure_easy(struct upstream *u, struct transfer *t)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->err);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+    if (r->fresh_connection)
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     if (u->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
     if (u->ca_path)
@@ -279,21 +286,68 @@ static void on_kick(void *ud)
     start_transfers(ud);
 }
 
-static void log_outcome(struct transfer *t, CURLcode rc, long status, bool delivered)
+enum outcome { DELIVERED, RETRYING, FAILED };
+
+static void log_outcome(struct transfer *t, CURLcode rc, long status, enum outcome how,
+                        uint64_t retry_in_ms)
 {
     const struct relay_req *r = t->req;
     char url[512];
     url_redact(r->url, url, sizeof(url));
     uint64_t ms = uv_now(t->u->loop) - t->started_ms;
-    if (delivered) {
-        log_debug("upload relayed", LKI("id", r->id) LKS("url", url) LKI("status", status)
-                                        LKI("duration_ms", ms) LKI("bytes", r->body_len));
+    if (how == DELIVERED) {
+        log_debug("upload relayed",
+                  LKI("id", r->id) LKS("url", url) LKI("status", status) LKI("duration_ms", ms)
+                      LKI("bytes", r->body_len) LKI("attempts", r->attempts));
         return;
     }
     const char *error = rc != CURLE_OK ? (t->err[0] ? t->err : curl_easy_strerror(rc)) : "";
-    log_error("upload failed",
-              LKI("id", r->id) LKS("url", url) LKI("status", status) LKS("error", error)
-                  LKS("response", t->resp) LKI("duration_ms", ms) LKI("bytes", r->body_len));
+    if (how == RETRYING)
+        log_warn("upload failed; will retry",
+                 LKI("id", r->id) LKS("url", url) LKI("status", status) LKS("error", error)
+                     LKS("response", t->resp) LKI("attempt", r->attempts)
+                         LKI("retry_in_ms", retry_in_ms));
+    else
+        log_error("upload failed",
+                  LKI("id", r->id) LKS("url", url) LKI("status", status) LKS("error", error)
+                      LKS("response", t->resp) LKI("attempts", r->attempts) LKI("duration_ms", ms)
+                          LKI("bytes", r->body_len));
+}
+
+static void arm_retry_timer(struct upstream *u)
+{
+    if (!u->waiting) {
+        uv_timer_stop(&u->retry_timer);
+        return;
+    }
+    uint64_t now = uv_now(u->loop);
+    uint64_t due = u->waiting->not_before_ms;
+    uv_timer_start(&u->retry_timer, on_retry_timer, due > now ? due - now : 0, 0);
+}
+
+static void on_retry_timer(uv_timer_t *timer)
+{
+    struct upstream *u = timer->data;
+    uint64_t now = uv_now(u->loop);
+    while (u->waiting && u->waiting->not_before_ms <= now) {
+        struct relay_req *r = u->waiting;
+        u->waiting = r->next;
+        queue_requeue(u->q, r); /* ahead of newer uploads: it has waited longest */
+    }
+    arm_retry_timer(u);
+    start_transfers(u);
+}
+
+/* Keeps r (still counted as in flight by the queue) until its delay has passed. */
+static void schedule_retry(struct upstream *u, struct relay_req *r, uint64_t delay_ms)
+{
+    r->not_before_ms = uv_now(u->loop) + delay_ms;
+    struct relay_req **p = &u->waiting;
+    while (*p && (*p)->not_before_ms <= r->not_before_ms)
+        p = &(*p)->next;
+    r->next = *p;
+    *p = r;
+    arm_retry_timer(u);
 }
 
 /* Takes t off the multi and the active list, keeps it for reuse, and returns its request. */
@@ -314,9 +368,24 @@ static void finish_transfer(struct upstream *u, struct transfer *t, CURLcode rc)
     long status = 0;
     if (rc == CURLE_OK)
         curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-    bool delivered = rc == CURLE_OK && status >= 200 && status < 300;
-    log_outcome(t, rc, status, delivered);
-    queue_done(u->q, transfer_release(u, t), delivered);
+    struct relay_req *r = t->req;
+    if (rc == CURLE_OK && status >= 200 && status < 300) {
+        log_outcome(t, rc, status, DELIVERED, 0);
+        queue_done(u->q, transfer_release(u, t), true);
+        return;
+    }
+    if (!u->closing && retry_is_retryable(rc, status) &&
+        r->attempts <= (unsigned)u->c->max_retries) {
+        curl_off_t retry_after = 0;
+        curl_easy_getinfo(t->easy, CURLINFO_RETRY_AFTER, &retry_after);
+        uint64_t delay = retry_delay_ms(r->attempts, (long)retry_after, retry_random(&u->rng));
+        r->fresh_connection = retry_is_transport(rc);
+        log_outcome(t, rc, status, RETRYING, delay);
+        schedule_retry(u, transfer_release(u, t), delay);
+        return;
+    }
+    log_outcome(t, rc, status, FAILED, 0);
+    queue_done(u->q, transfer_release(u, t), false);
 }
 
 static void drain_finished(struct upstream *u)
@@ -382,7 +451,10 @@ struct upstream *upstream_new(uv_loop_t *loop, struct queue *q, const struct con
     curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)c->num_workers);
     uv_timer_init(loop, &u->timer);
     u->timer.data = u;
-    u->open_handles = 1;
+    uv_timer_init(loop, &u->retry_timer);
+    u->retry_timer.data = u;
+    u->open_handles = 2;
+    u->rng = (uint32_t)uv_hrtime() | 1;
     probe_ca(u);
     q->on_push = on_kick;
     q->on_push_ud = u;
@@ -410,6 +482,16 @@ static void abort_active(struct upstream *u)
                   LKI("id", t->req->id) LKS("url", url) LKI("bytes", t->req->body_len));
         queue_done(u->q, transfer_release(u, t), false);
     }
+    while (u->waiting) {
+        struct relay_req *r = u->waiting;
+        u->waiting = r->next;
+        char url[512];
+        url_redact(r->url, url, sizeof(url));
+        log_error("upload not delivered: still waiting to retry at shutdown",
+                  LKI("id", r->id) LKS("url", url) LKI("bytes", r->body_len)
+                      LKI("attempts", r->attempts));
+        queue_done(u->q, r, false);
+    }
 }
 
 void upstream_close(struct upstream *u, void (*done)(void *ud), void *ud)
@@ -433,4 +515,6 @@ void upstream_close(struct upstream *u, void (*done)(void *ud), void *ud)
         poll_close(u->polls);
     uv_timer_stop(&u->timer);
     uv_close((uv_handle_t *)&u->timer, handle_closed);
+    uv_timer_stop(&u->retry_timer);
+    uv_close((uv_handle_t *)&u->retry_timer, handle_closed);
 }

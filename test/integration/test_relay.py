@@ -258,7 +258,7 @@ class RelayTest(unittest.TestCase):
 
     def test_timeout_aborts_a_hung_upload(self):
         self.remote.hang = True
-        ext = self.start(PYROSCOPE_TIMEOUT="300ms")
+        ext = self.start(PYROSCOPE_TIMEOUT="300ms", PYROSCOPE_MAX_RETRIES=0)
         t0 = time.monotonic()
         self.send(post("/ingest", b"x"))
         ext.wait_for_log(r'level=error msg="upload failed".*Operation timed out', timeout=3)

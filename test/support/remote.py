@@ -33,7 +33,7 @@ class Recorded:
 
 
 class RecordingRemote:
-    def __init__(self):
+    def __init__(self, port=0):
         self.requests = []   # answered 2xx (delivered), in order of answer
         self.arrivals = []   # every request read, in order of arrival
         self.status = 200    # answer for requests beyond `statuses`
@@ -41,6 +41,7 @@ class RecordingRemote:
         self.delay = 0.0     # seconds before answering
         self.hang = False    # never answer (until stop)
         self.drop = False    # close the connection without answering
+        self.retry_after = None  # seconds, sent with non-2xx answers when set
         self.active = 0
         self.peak_active = 0
         self.cond = threading.Condition()
@@ -89,6 +90,8 @@ class RecordingRemote:
                     body = b"" if status < 300 else b"remote says no"
                     try:
                         self.send_response(status)
+                        if status >= 300 and remote.retry_after is not None:
+                            self.send_header("Retry-After", str(remote.retry_after))
                         self.send_header("Content-Length", str(len(body)))
                         self.end_headers()
                         self.wfile.write(body)
@@ -107,7 +110,7 @@ class RecordingRemote:
 
             do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = _handle
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -51,6 +51,7 @@ static void test_defaults(void)
     CHECK_STR(c.log.field_file, "file");
     CHECK(c.relay_port == 4040 && c.queue_max_count == 256);
     CHECK(c.queue_max_bytes == 32u << 20 && c.max_body_bytes == 8u << 20);
+    CHECK(c.max_retries == 3);
     CHECK(c.n_issues == 0);
     config_free(&c);
 }
