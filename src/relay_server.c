@@ -53,6 +53,8 @@ struct relay_server {
     llhttp_settings_t settings;
     struct listener l4, l6;
     struct conn *conns;
+    uint64_t refusals_unlogged; /* 503s since the last log line about them */
+    uint64_t refusal_logged_ms; /* when that line was written; 0: never */
     int open_handles;
     bool accepting;
     bool closing;
@@ -312,6 +314,21 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     return buf_append(&c->body, at, len, SIZE_MAX);
 }
 
+/* A burst against a full queue must not become a burst of log lines: the first refusal is
+ * logged at once, then at most one line a second says how many there were since. */
+static void log_refusal(struct relay_server *s, size_t bytes)
+{
+    uint64_t now = uv_now(s->loop);
+    s->refusals_unlogged++;
+    if (s->refusal_logged_ms && now - s->refusal_logged_ms < 1000)
+        return;
+    log_warn("relay queue full: uploads refused with 503",
+             LKI("refused", s->refusals_unlogged) LKI("bytes", bytes)
+                 LKI("pending", queue_pending(s->q)) LKI("rejected_total", s->q->stats.rejected));
+    s->refusals_unlogged = 0;
+    s->refusal_logged_ms = now ? now : 1;
+}
+
 /* Builds the upload from the request just read; NULL on allocation failure. */
 static struct relay_req *build_upload(struct conn *c)
 {
@@ -378,9 +395,7 @@ static int on_message_complete(llhttp_t *p)
         if (queue_push(s->q, r) == 0) {
             conn_respond(c, 200, NULL);
         } else {
-            log_warn("relay queue full: upload refused with 503",
-                     LKI("bytes", bytes) LKI("pending", queue_pending(s->q))
-                         LKI("rejected_total", s->q->stats.rejected));
+            log_refusal(s, bytes);
             relay_req_free(r);
             conn_respond(c, 503, "relay queue full, retry later\n");
         }
