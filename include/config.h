@@ -48,12 +48,15 @@ struct config {
     struct log_options log;
 
     /* Ours (see the README's second table). */
-    bool dev_mode;          /* PYROSCOPE_DEV_MODE */
-    uint16_t relay_port;    /* PYROSCOPE_RELAY_PORT, default 4040 */
-    size_t queue_max_count; /* PYROSCOPE_QUEUE_MAX_COUNT, default 256 */
-    size_t queue_max_bytes; /* PYROSCOPE_QUEUE_MAX_BYTES, default 32 MiB */
-    size_t max_body_bytes;  /* PYROSCOPE_MAX_BODY_BYTES, default 8 MiB */
-    int max_retries;        /* PYROSCOPE_MAX_RETRIES, default 3 */
+    bool dev_mode;             /* PYROSCOPE_DEV_MODE */
+    uint16_t relay_port;       /* PYROSCOPE_RELAY_PORT, default 4040 */
+    size_t queue_max_count;    /* PYROSCOPE_QUEUE_MAX_COUNT, default 256 */
+    size_t queue_max_bytes;    /* PYROSCOPE_QUEUE_MAX_BYTES, default 32 MiB */
+    size_t max_body_bytes;     /* PYROSCOPE_MAX_BODY_BYTES, default 8 MiB */
+    int max_retries;           /* PYROSCOPE_MAX_RETRIES, default 3 */
+    size_t max_header_bytes;   /* PYROSCOPE_MAX_HEADER_BYTES, default 64 KiB */
+    size_t max_connections;    /* PYROSCOPE_MAX_CONNECTIONS, default 128 */
+    int64_t client_timeout_ns; /* PYROSCOPE_CLIENT_TIMEOUT, default 10s */
 
     struct config_issue issues[CONFIG_MAX_ISSUES];
     size_t n_issues;

@@ -227,6 +227,10 @@ int config_load(struct config *c, config_getenv_fn getenv_fn, void *ud)
     c->max_body_bytes =
         (size_t)get_int(&l, "PYROSCOPE_MAX_BODY_BYTES", 8 << 20, 1, (long long)1 << 40);
     c->max_retries = (int)get_int(&l, "PYROSCOPE_MAX_RETRIES", 3, 0, 20);
+    c->max_header_bytes =
+        (size_t)get_int(&l, "PYROSCOPE_MAX_HEADER_BYTES", 64 << 10, 1024, 16 << 20);
+    c->max_connections = (size_t)get_int(&l, "PYROSCOPE_MAX_CONNECTIONS", 128, 1, 100000);
+    c->client_timeout_ns = get_duration(&l, "PYROSCOPE_CLIENT_TIMEOUT", 10000000000LL, "10s");
     if (c->max_body_bytes + 512 > c->queue_max_bytes) {
         char v[32], d[32];
         snprintf(v, sizeof(v), "%zu", c->max_body_bytes);

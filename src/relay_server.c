@@ -15,7 +15,7 @@
 #include "util.h"
 
 #define READ_BUF_SIZE (64 * 1024)
-#define MAX_HEADER_BYTES (64 * 1024)
+#define SWEEP_MS 1000
 #define LISTEN_BACKLOG 511
 
 struct hdr_ref {
@@ -36,8 +36,28 @@ struct conn {
     size_t n_hdrs, cap_hdrs;
     struct buf body;
     int reject_status; /* set by a callback that refuses the request: 413, 431 */
+    bool progress;     /* bytes arrived since the last sweep */
+    unsigned stalled;  /* sweeps in a row without a byte while in a request */
     bool closing;      /* answer with Connection: close and shut down after it */
 };
+
+/* One log line at once, then at most one a second with how many there were since. */
+struct rate_limit {
+    uint64_t unlogged;
+    uint64_t logged_ms; /* 0: never */
+};
+
+/* Counts an event; returns how many to report now, or 0 to stay quiet. */
+static uint64_t rate_limit_hit(struct rate_limit *rl, uint64_t now)
+{
+    rl->unlogged++;
+    if (rl->logged_ms && now - rl->logged_ms < 1000)
+        return 0;
+    uint64_t n = rl->unlogged;
+    rl->unlogged = 0;
+    rl->logged_ms = now ? now : 1;
+    return n;
+}
 
 struct listener {
     uv_tcp_t tcp;
@@ -53,8 +73,9 @@ struct relay_server {
     llhttp_settings_t settings;
     struct listener l4, l6;
     struct conn *conns;
-    uint64_t refusals_unlogged; /* 503s since the last log line about them */
-    uint64_t refusal_logged_ms; /* when that line was written; 0: never */
+    struct rate_limit refused, turned_away, timed_out;
+    size_t n_conns;
+    uv_timer_t sweep; /* runs only while some request is being read */
     int open_handles;
     bool accepting;
     bool closing;
@@ -158,6 +179,7 @@ static void on_conn_closed(uv_handle_t *h)
 {
     struct conn *c = PLE_CONTAINER_OF(h, struct conn, tcp);
     struct relay_server *s = c->s;
+    s->n_conns--;
     buf_free(&c->url);
     buf_free(&c->hbytes);
     buf_free(&c->body);
@@ -197,6 +219,41 @@ static void conn_finish(struct conn *c)
     req->data = c;
 }
 
+/* ---- slow clients ---- */
+
+/* A request must make progress: a client that sends nothing for PYROSCOPE_CLIENT_TIMEOUT in the
+ * middle of a request is answered 408 and disconnected. Time is counted in sweeps that found no
+ * new bytes, not on the clock: when Lambda freezes the sandbox, the client is frozen too, and
+ * the clock jumps on thaw; a frozen second is not a stalled one. Idle keep-alive connections are
+ * left alone: closing them would make a client's next POST fail. */
+static void on_sweep(uv_timer_t *t)
+{
+    struct relay_server *s = t->data;
+    unsigned limit = (unsigned)((s->c->client_timeout_ns / 1000000 + SWEEP_MS - 1) / SWEEP_MS);
+    bool busy = false;
+    for (struct conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->in_message || uv_is_closing((uv_handle_t *)&c->tcp))
+            continue;
+        c->stalled = c->progress ? 0 : c->stalled + 1;
+        c->progress = false;
+        if (c->stalled < limit) {
+            busy = true;
+            continue;
+        }
+        uint64_t n = rate_limit_hit(&s->timed_out, uv_now(s->loop));
+        if (n)
+            log_warn("client stalled in the middle of a request: answered 408, nothing relayed",
+                     LKI("clients", n) LKI("body_bytes_read", c->body.len));
+        c->closing = true;
+        c->in_message = false;
+        conn_respond(c, 408, "request timeout\n");
+        conn_finish(c);
+    }
+    if (!busy)
+        uv_timer_stop(t);
+}
+
 /* ---- llhttp callbacks ---- */
 
 static struct conn *conn_of(llhttp_t *p)
@@ -209,13 +266,16 @@ static int on_message_begin(llhttp_t *p)
     struct conn *c = conn_of(p);
     request_reset(c);
     c->in_message = true;
+    c->stalled = 0;
+    if (!uv_is_active((uv_handle_t *)&c->s->sweep))
+        uv_timer_start(&c->s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     return 0;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     struct conn *c = conn_of(p);
-    if (c->url.len + len > MAX_HEADER_BYTES) {
+    if (c->url.len + len > c->s->c->max_header_bytes) {
         c->reject_status = 431;
         return -1;
     }
@@ -224,7 +284,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 
 static int header_bytes_ok(struct conn *c, size_t more)
 {
-    if (c->hbytes.len + c->url.len + more > MAX_HEADER_BYTES) {
+    if (c->hbytes.len + c->url.len + more > c->s->c->max_header_bytes) {
         c->reject_status = 431;
         return 0;
     }
@@ -318,15 +378,11 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
  * logged at once, then at most one line a second says how many there were since. */
 static void log_refusal(struct relay_server *s, size_t bytes)
 {
-    uint64_t now = uv_now(s->loop);
-    s->refusals_unlogged++;
-    if (s->refusal_logged_ms && now - s->refusal_logged_ms < 1000)
-        return;
-    log_warn("relay queue full: uploads refused with 503",
-             LKI("refused", s->refusals_unlogged) LKI("bytes", bytes)
-                 LKI("pending", queue_pending(s->q)) LKI("rejected_total", s->q->stats.rejected));
-    s->refusals_unlogged = 0;
-    s->refusal_logged_ms = now ? now : 1;
+    uint64_t n = rate_limit_hit(&s->refused, uv_now(s->loop));
+    if (n)
+        log_warn("relay queue full: uploads refused with 503",
+                 LKI("refused", n) LKI("bytes", bytes) LKI("pending", queue_pending(s->q))
+                     LKI("rejected_total", s->q->stats.rejected));
 }
 
 /* Builds the upload from the request just read; NULL on allocation failure. */
@@ -425,7 +481,8 @@ static void fail_request(struct conn *c, llhttp_errno_t err)
                  LKI("limit", c->s->c->max_body_bytes));
         conn_respond(c, 413, "body too large\n");
     } else if (c->reject_status == 431) {
-        log_warn("request refused: headers too large", LKI("limit", MAX_HEADER_BYTES));
+        log_warn("request refused: headers over PYROSCOPE_MAX_HEADER_BYTES",
+                 LKI("limit", c->s->c->max_header_bytes));
         conn_respond(c, 431, "headers too large\n");
     } else {
         const char *why = llhttp_get_error_reason(&c->parser);
@@ -450,6 +507,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
     }
     if (nread == 0)
         return;
+    c->progress = true;
     llhttp_errno_t err = llhttp_execute(&c->parser, b->base, (size_t)nread);
     if (err == HPE_OK || err == HPE_PAUSED)
         return; /* HPE_PAUSED: on_message_complete already began closing */
@@ -471,12 +529,22 @@ static void on_connection(uv_stream_t *ls, int status)
     c->s = s;
     uv_tcp_init(s->loop, &c->tcp);
     s->open_handles++;
+    s->n_conns++;
     c->next = s->conns;
     c->prevp = &s->conns;
     if (s->conns)
         s->conns->prevp = &c->next;
     s->conns = c;
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    if (s->n_conns > s->c->max_connections) {
+        /* Accepted and closed at once: leaving it in the backlog would wake us forever. */
+        uint64_t n = rate_limit_hit(&s->turned_away, uv_now(s->loop));
+        if (n)
+            log_warn("too many client connections: new ones closed",
+                     LKI("closed", n) LKI("limit", s->c->max_connections));
         conn_close(c);
         return;
     }
@@ -499,7 +567,7 @@ static int listen_on(struct relay_server *s, struct listener *l, const struct so
     return rc;
 }
 
-static void on_listener_closed(uv_handle_t *h)
+static void on_owned_handle_closed(uv_handle_t *h)
 {
     server_handle_closed(h->data);
 }
@@ -508,7 +576,7 @@ static void listener_close(struct listener *l)
 {
     if (l->open) {
         l->open = false;
-        uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+        uv_close((uv_handle_t *)&l->tcp, on_owned_handle_closed);
     }
 }
 
@@ -527,6 +595,9 @@ struct relay_server *relay_server_start(uv_loop_t *loop, const struct config *c,
                                .policy = policy,
                                .session_id = session_id,
                                .accepting = true};
+    uv_timer_init(loop, &s->sweep);
+    s->sweep.data = s;
+    s->open_handles++;
     llhttp_settings_init(&s->settings);
     s->settings.on_message_begin = on_message_begin;
     s->settings.on_url = on_url;
@@ -586,5 +657,7 @@ void relay_server_close(struct relay_server *s, void (*done)(void *ud), void *ud
     relay_server_stop_accepting(s);
     while (s->conns)
         conn_close(s->conns);
+    uv_timer_stop(&s->sweep);
+    uv_close((uv_handle_t *)&s->sweep, on_owned_handle_closed);
     server_handle_closed(s);
 }

@@ -52,6 +52,8 @@ static void test_defaults(void)
     CHECK(c.relay_port == 4040 && c.queue_max_count == 256);
     CHECK(c.queue_max_bytes == 32u << 20 && c.max_body_bytes == 8u << 20);
     CHECK(c.max_retries == 3);
+    CHECK(c.max_header_bytes == 64u << 10 && c.max_connections == 128);
+    CHECK(c.client_timeout_ns == 10000000000LL);
     CHECK(c.n_issues == 0);
     config_free(&c);
 }
