@@ -4,6 +4,7 @@
  * called from inside those two callbacks. */
 #include "upstream.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,8 @@ static void configure_easy(struct upstream *u, struct transfer *t)
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
     if (r->fresh_connection)
         curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
     if (u->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
     if (u->ca_path)
@@ -402,30 +405,35 @@ static void drain_finished(struct upstream *u)
     start_transfers(u);
 }
 
-/* Where libcurl should find CA certificates. SSL_CERT_FILE and SSL_CERT_DIR win; otherwise the
- * first bundle that exists among Debian's and Amazon Linux's places. Probed once, at start. */
+/* Where libcurl finds the CA certificates that verify the remote (verification is never turned
+ * off): SSL_CERT_FILE and SSL_CERT_DIR first, then Amazon Linux's bundle, then Debian's, then two
+ * other common places. Probed once, at start. */
 static void probe_ca(struct upstream *u)
 {
     static const char *const bundles[] = {
-        "/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu */
         "/etc/pki/tls/certs/ca-bundle.crt",   /* Amazon Linux, RHEL */
-        "/etc/ssl/cert.pem",                  /* Alpine, macOS */
+        "/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu */
+        "/etc/ssl/cert.pem",                  /* Alpine */
         "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
     };
+    bool https = strncmp(u->c->remote_address, "https:", 6) == 0;
     const char *file = getenv("SSL_CERT_FILE");
     const char *dir = getenv("SSL_CERT_DIR");
     u->ca_file = file && *file ? file : NULL;
     u->ca_path = dir && *dir ? dir : NULL;
-    if (u->ca_file || u->ca_path)
-        return;
-    for (size_t i = 0; i < PLE_ARRAY_LEN(bundles); i++) {
-        if (access(bundles[i], R_OK) == 0) {
+    if (u->ca_file && access(u->ca_file, R_OK) != 0 && https)
+        log_error("SSL_CERT_FILE cannot be read; https uploads will fail",
+                  LKS("path", u->ca_file) LKS("error", strerror(errno)));
+    for (size_t i = 0; !u->ca_file && !u->ca_path && i < PLE_ARRAY_LEN(bundles); i++)
+        if (access(bundles[i], R_OK) == 0)
             u->ca_file = bundles[i];
-            return;
-        }
-    }
-    if (strncmp(u->c->remote_address, "https:", 6) == 0)
-        log_warn("no CA bundle found; set SSL_CERT_FILE", LKS("tried", bundles[0]));
+    if (u->ca_file || u->ca_path)
+        log_debug("CA certificates", LKS("file", u->ca_file ? u->ca_file : "")
+                                         LKS("dir", u->ca_path ? u->ca_path : ""));
+    else if (https)
+        log_error("no CA certificates found: set SSL_CERT_FILE; https uploads will fail",
+                  LKS("tried", "/etc/pki/tls/certs/ca-bundle.crt /etc/ssl/certs/ca-certificates.crt"
+                               " /etc/ssl/cert.pem"));
 }
 
 struct upstream *upstream_new(uv_loop_t *loop, struct queue *q, const struct config *c)

@@ -33,7 +33,8 @@ class Recorded:
 
 
 class RecordingRemote:
-    def __init__(self, port=0):
+    def __init__(self, port=0, tls=None):
+        """tls: an ssl.SSLContext (server side) to serve https instead of http."""
         self.requests = []   # answered 2xx (delivered), in order of answer
         self.arrivals = []   # every request read, in order of arrival
         self.status = 200    # answer for requests beyond `statuses`
@@ -112,7 +113,11 @@ class RecordingRemote:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        scheme = "http"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = "%s://127.0.0.1:%d" % (scheme, self.server.server_address[1])
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def start(self):
