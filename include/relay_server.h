@@ -22,6 +22,11 @@ struct relay_server *relay_server_start(uv_loop_t *loop, const struct config *c,
 /* Stops accepting: listeners close, idle connections close, busy ones close after the request
  * they are reading. */
 void relay_server_stop_accepting(struct relay_server *s);
+/* For the fuzzer: runs bytes through one connection's parser and upload builder, with no socket
+ * and no loop, and returns how many uploads were queued. Answers are discarded. */
+size_t relay_server_feed(const struct config *c, struct queue *q,
+                         const struct header_policy *policy, const char *session_id,
+                         const char *data, size_t len);
 /* Closes everything; done runs once every handle is closed and the server is freed. */
 void relay_server_close(struct relay_server *s, void (*done)(void *ud), void *ud);
 

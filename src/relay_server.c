@@ -39,6 +39,7 @@ struct conn {
     bool progress;     /* bytes arrived since the last sweep */
     unsigned stalled;  /* sweeps in a row without a byte while in a request */
     bool closing;      /* answer with Connection: close and shut down after it */
+    bool detached;     /* no socket: relay_server_feed's; answers are discarded */
 };
 
 /* One log line at once, then at most one a second with how many there were since. */
@@ -113,6 +114,8 @@ static void on_written(uv_write_t *w, int status)
 
 static void conn_write(struct conn *c, const char *data, size_t len)
 {
+    if (c->detached)
+        return;
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n == (int)len)
@@ -209,6 +212,8 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 /* Close once the answers already written have left. */
 static void conn_finish(struct conn *c)
 {
+    if (c->detached)
+        return;
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_shutdown_t *req = malloc(sizeof(*req));
     if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
@@ -267,7 +272,7 @@ static int on_message_begin(llhttp_t *p)
     request_reset(c);
     c->in_message = true;
     c->stalled = 0;
-    if (!uv_is_active((uv_handle_t *)&c->s->sweep))
+    if (!c->detached && !uv_is_active((uv_handle_t *)&c->s->sweep))
         uv_timer_start(&c->s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     return 0;
 }
@@ -378,7 +383,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
  * logged at once, then at most one line a second says how many there were since. */
 static void log_refusal(struct relay_server *s, size_t bytes)
 {
-    uint64_t n = rate_limit_hit(&s->refused, uv_now(s->loop));
+    uint64_t n = rate_limit_hit(&s->refused, s->loop ? uv_now(s->loop) : 0);
     if (n)
         log_warn("relay queue full: uploads refused with 503",
                  LKI("refused", n) LKI("bytes", bytes) LKI("pending", queue_pending(s->q))
@@ -580,6 +585,39 @@ static void listener_close(struct listener *l)
     }
 }
 
+static void settings_init(llhttp_settings_t *st)
+{
+    llhttp_settings_init(st);
+    st->on_message_begin = on_message_begin;
+    st->on_url = on_url;
+    st->on_header_field = on_header_field;
+    st->on_header_value = on_header_value;
+    st->on_headers_complete = on_headers_complete;
+    st->on_body = on_body;
+    st->on_message_complete = on_message_complete;
+}
+
+size_t relay_server_feed(const struct config *c, struct queue *q,
+                         const struct header_policy *policy, const char *session_id,
+                         const char *data, size_t len)
+{
+    struct relay_server s = {
+        .c = c, .q = q, .policy = policy, .session_id = session_id, .accepting = true};
+    settings_init(&s.settings);
+    struct conn conn = {.s = &s, .detached = true};
+    llhttp_init(&conn.parser, HTTP_REQUEST, &s.settings);
+    conn.parser.data = &conn;
+    uint64_t before = q->stats.accepted;
+    llhttp_errno_t err = llhttp_execute(&conn.parser, data, len);
+    if (err != HPE_OK && err != HPE_PAUSED)
+        fail_request(&conn, err);
+    buf_free(&conn.url);
+    buf_free(&conn.hbytes);
+    buf_free(&conn.body);
+    free(conn.hdrs);
+    return (size_t)(q->stats.accepted - before);
+}
+
 struct relay_server *relay_server_start(uv_loop_t *loop, const struct config *c, struct queue *q,
                                         const struct header_policy *policy, const char *session_id,
                                         int *err)
@@ -598,14 +636,7 @@ struct relay_server *relay_server_start(uv_loop_t *loop, const struct config *c,
     uv_timer_init(loop, &s->sweep);
     s->sweep.data = s;
     s->open_handles++;
-    llhttp_settings_init(&s->settings);
-    s->settings.on_message_begin = on_message_begin;
-    s->settings.on_url = on_url;
-    s->settings.on_header_field = on_header_field;
-    s->settings.on_header_value = on_header_value;
-    s->settings.on_headers_complete = on_headers_complete;
-    s->settings.on_body = on_body;
-    s->settings.on_message_complete = on_message_complete;
+    settings_init(&s->settings);
 
     struct sockaddr_in a4;
     struct sockaddr_in6 a6;

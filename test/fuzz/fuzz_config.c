@@ -1,0 +1,55 @@
+/* libFuzzer target: the configuration parsers — Go durations, bools and ints, the
+ * PYROSCOPE_HTTP_HEADERS JSON, Go time layouts — and the FlameQL name and query rewrites. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "gofmt.h"
+#include "rewrite.h"
+
+static const char *input;
+
+static const char *fuzz_env(void *ud, const char *name)
+{
+    (void)ud;
+    if (strcmp(name, "PYROSCOPE_HTTP_HEADERS") == 0 || strcmp(name, "PYROSCOPE_TIMEOUT") == 0 ||
+        strcmp(name, "PYROSCOPE_REMOTE_ADDRESS") == 0 || strcmp(name, "PYROSCOPE_NUM_WORKERS") == 0)
+        return input;
+    return NULL;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *s = malloc(size + 1);
+    if (!s)
+        return 0;
+    memcpy(s, data, size);
+    s[size] = '\0';
+    input = s;
+
+    int64_t ns;
+    long long n;
+    bool b;
+    go_parse_duration(s, &ns);
+    go_parse_int(s, &n);
+    go_parse_bool(s, &b);
+    char out[256];
+    struct timespec ts = {1704207845, 123456789};
+    go_time_format(out, sizeof(out), s, &ts, true);
+
+    struct config c;
+    config_load(&c, fuzz_env, NULL);
+    struct header_policy p;
+    if (header_policy_init(&p, &c) == 0) {
+        struct req_header h = {"X-A", 3, s, strlen(s)};
+        curl_slist_free_all(header_policy_build(&p, &h, 1));
+    }
+    header_policy_free(&p);
+    config_free(&c);
+
+    free(flameql_add_session_id((const char *)data, size, "0123456789abcdef"));
+    free(query_add_session_id((const char *)data, size, "0123456789abcdef"));
+    free(s);
+    return 0;
+}
