@@ -47,6 +47,8 @@ class LambdaEmulator:
         self.extension_id = str(uuid.uuid4())
         self.register_status = 200
         self.next_status = 200  # set to 500 to make event/next fail
+        self.next_garbage = 0  # answer this many event/next calls with a body that is not JSON
+        self.next_close = 0  # close this many event/next calls without an answer
         self.calls = []
         self.events = []  # queued, not yet handed out
         self.cond = threading.Condition()
@@ -99,6 +101,14 @@ class LambdaEmulator:
                     return
                 if emu.next_status != 200:
                     self._reply(emu.next_status, b'{"errorType":"Extension.Unknown"}')
+                    return
+                if emu.next_garbage > 0:
+                    emu.next_garbage -= 1
+                    self._reply(200, b'{"eventType": INVOKE, garbage')
+                    return
+                if emu.next_close > 0:
+                    emu.next_close -= 1
+                    self.close_connection = True
                     return
                 event = emu._take_event()
                 if event is None:  # emulator stopping

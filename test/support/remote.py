@@ -6,6 +6,8 @@ status, answer slowly, hang until released, or close the connection without an a
 on its condition variable, never on sleeps. Standard library only."""
 
 import http.server
+import socket
+import struct
 import threading
 import time
 
@@ -43,6 +45,8 @@ class RecordingRemote:
         self.hang = False    # never answer (until stop)
         self.drop = False    # close the connection without answering
         self.retry_after = None  # seconds, sent with non-2xx answers when set
+        self.resets = 0          # reset (RST) the connection instead of answering, this many times
+        self.keepalive_idle = None  # close a kept-alive connection idle for this many seconds
         self.active = 0
         self.peak_active = 0
         self.cond = threading.Condition()
@@ -54,6 +58,16 @@ class RecordingRemote:
 
             def log_message(self, *args):
                 pass
+
+            def setup(self):
+                self.timeout = remote.keepalive_idle  # idle keep-alive connections are closed
+                super().setup()
+
+            def _reset(self):
+                # SO_LINGER with a zero timeout turns close() into a TCP reset.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+                self.close_connection = True
 
             def _read_body(self):
                 if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
@@ -77,6 +91,8 @@ class RecordingRemote:
                     remote.peak_active = max(remote.peak_active, remote.active)
                     status = remote.statuses.pop(0) if remote.statuses else remote.status
                     delay, hang, drop = remote.delay, remote.hang, remote.drop
+                    reset = remote.resets > 0
+                    remote.resets -= 1 if reset else 0
                     remote.cond.notify_all()
                 try:
                     if hang:
@@ -87,6 +103,9 @@ class RecordingRemote:
                         remote._release.wait(delay)
                     if drop:
                         self.close_connection = True
+                        return
+                    if reset:
+                        self._reset()
                         return
                     body = b"" if status < 300 else b"remote says no"
                     try:
