@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "gofmt.h"
+#include "rewrite.h"
 
 struct loader {
     struct config *c;
@@ -123,6 +124,17 @@ static bool is_token(const char *s)
     return true;
 }
 
+/* Headers that describe the message or the connection, not the request: a configured value
+ * would corrupt every upload. */
+static bool reserved_header(const char *name)
+{
+    static const char *const names[] = {"Content-Length", "Host", "Expect"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return true;
+    return header_is_hop_by_hop(name, strlen(name));
+}
+
 /* PYROSCOPE_HTTP_HEADERS: a JSON object of strings. Values may be secrets: never in an issue. */
 static void load_http_headers(const struct loader *l)
 {
@@ -149,8 +161,9 @@ static void load_http_headers(const struct loader *l)
     json_object_foreach(obj, key, val)
     {
         const char *s = json_string_value(val);
-        const char *why = !is_token(key) ? "is not a valid header name"
-                          : !s           ? "has a value that is not a string"
+        const char *why = !is_token(key)         ? "is not a valid header name"
+                          : reserved_header(key) ? "is set by the relay itself"
+                          : !s                   ? "has a value that is not a string"
                           : strpbrk(s, "\r\n") || strlen(s) != json_string_length(val)
                               ? "has a value with CR, LF or NUL"
                               : NULL;

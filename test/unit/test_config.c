@@ -132,6 +132,15 @@ static void test_http_headers_errors_never_show_values(void)
         CHECK(strstr(c.issues[i].detail, "s3cr3t") == NULL && c.issues[i].value[0] == '\0');
     config_free(&c);
 
+    struct env reserved = {{"PYROSCOPE_HTTP_HEADERS={\"Content-Length\":\"1\",\"host\":\"h\","
+                            "\"Transfer-Encoding\":\"chunked\",\"Proxy-X\":\"p\",\"X-Ok\":\"v\"}",
+                            NULL}};
+    config_load(&c, lookup, &reserved);
+    CHECK(c.n_http_headers == 1 && c.n_issues == 4);
+    CHECK_STR(c.http_headers[0].name, "X-Ok");
+    CHECK(strstr(c.issues[0].detail, "set by the relay itself") != NULL);
+    config_free(&c);
+
     struct env array = {{"PYROSCOPE_HTTP_HEADERS=[1,2]", NULL}};
     config_load(&c, lookup, &array);
     CHECK(c.n_http_headers == 0 && c.n_issues == 1);
