@@ -74,7 +74,7 @@ struct relay_server {
     llhttp_settings_t settings;
     struct listener l4, l6;
     struct conn *conns;
-    struct rate_limit refused, turned_away, timed_out;
+    struct rate_limit refused, turned_away, timed_out, accept_failed;
     size_t n_conns;
     uv_timer_t sweep; /* runs only while some request is being read */
     int open_handles;
@@ -525,7 +525,11 @@ static void on_connection(uv_stream_t *ls, int status)
 {
     struct relay_server *s = ls->data;
     if (status < 0) {
-        log_warn("accept failed", LKS("error", uv_strerror(status)));
+        /* EMFILE and friends: libuv has already accepted and dropped the pending connection
+         * with its reserve descriptor, so there is nothing to spin on; just do not flood. */
+        uint64_t n = rate_limit_hit(&s->accept_failed, uv_now(s->loop));
+        if (n)
+            log_warn("accept failed", LKS("error", uv_strerror(status)) LKI("failures", n));
         return;
     }
     struct conn *c = calloc(1, sizeof(*c));

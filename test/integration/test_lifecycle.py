@@ -163,6 +163,18 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual(ext.wait_exit(5), 0)
         ext.wait_for_log(r'level=warning msg="shutdown event" reason=Timeout')
 
+    def test_a_retry_waiting_never_pushes_shutdown_past_the_deadline(self):
+        self.remote.status = 503
+        self.remote.retry_after = 30  # the remote asks for a long wait
+        ext = self.registered(self.start())
+        self.assertEqual(push(self.port), 200)
+        ext.wait_for_log(r'will retry" .*retry_in_ms=30000')
+        ev = self.emu.shutdown(deadline_in_ms=1500)
+        self.assertEqual(ext.wait_exit(5), 0)
+        self.assertLess(time.time() * 1000, ev["deadlineMs"])
+        self.assertFalse(self.emu.killed)
+        ext.wait_for_log(r'upload not delivered: still waiting to retry at shutdown')
+
     def test_sigterm_drains_and_exits_zero(self):
         self.remote.delay = 0.2
         ext = self.registered(self.start())

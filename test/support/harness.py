@@ -3,6 +3,7 @@ a thread and can be waited on with a regex and a bound; it is always killed at t
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -46,9 +47,14 @@ class Extension:
     def port(self):
         return int(self.env.get("PYROSCOPE_RELAY_PORT", 4040))
 
-    def start(self, wait_listening=True, timeout=5.0):
+    def start(self, wait_listening=True, timeout=5.0, max_fds=None):
+        """max_fds: RLIMIT_NOFILE for the process, to make it run out of descriptors."""
+        limit = None
+        if max_fds:
+            limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds))
         self.proc = subprocess.Popen([self.binary], env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     preexec_fn=limit)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         if wait_listening:

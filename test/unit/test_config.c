@@ -141,6 +141,13 @@ static void test_http_headers_errors_never_show_values(void)
     CHECK(strstr(c.issues[0].detail, "set by the relay itself") != NULL);
     config_free(&c);
 
+    struct env nul = {{"PYROSCOPE_HTTP_HEADERS={\"X-Nul\":\"a\\u0000b\"}", NULL}};
+    config_load(&c, lookup, &nul);
+    CHECK(c.n_http_headers == 0 && c.n_issues == 1);
+    /* jansson refuses a NUL escape outright: the whole variable is rejected, with the reason. */
+    CHECK(c.n_issues == 1 && strstr(c.issues[0].detail, "u0000 is not allowed") != NULL);
+    config_free(&c);
+
     struct env array = {{"PYROSCOPE_HTTP_HEADERS=[1,2]", NULL}};
     config_load(&c, lookup, &array);
     CHECK(c.n_http_headers == 0 && c.n_issues == 1);
