@@ -1,22 +1,49 @@
-"""Starts the real extension binary for a test and watches it: its log lines (stderr) are read in
-a thread and can be waited on with a regex and a bound; it is always killed at the end."""
+"""Starts the real extension binary for a test and watches it, and talks raw HTTP to it.
 
+Extension: the binary (env PLE_BINARY, default build/pyroscope-lambda-extension) started with a
+minimal environment (PATH, sanitizer options, and what the test passes: never the outer
+PYROSCOPE_*). Its stderr is read line by line in a thread; tests wait for a line matching a
+regex with a bound (wait_for_log), never sleep and hope. stop() signals it, waits bounded, then
+SIGKILLs; every process started here is killed at interpreter exit too, whatever happened.
+
+RawClient / http_exchange / post: a raw-socket HTTP/1.x client for what ordinary clients hide:
+pipelining, chunked bodies, Expect: 100-continue, HTTP/1.0, duplicate headers. Every socket
+operation has a timeout."""
+
+import atexit
+import collections
 import os
 import re
 import resource
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
-BINARY = os.environ.get("PLE_BINARY") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "pyroscope-lambda-extension")
+BINARY = os.environ.get("PLE_BINARY") or os.path.normpath(os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "pyroscope-lambda-extension"))
+
+# Passed through to the binary when set (sanitizer builds, valgrind runs).
+PASS_THROUGH = ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TMPDIR")
+
+_live = set()
+_live_lock = threading.Lock()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+@atexit.register
+def _kill_everything():
+    with _live_lock:
+        procs = list(_live)
+    for ext in procs:
+        ext.kill()
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port that was free on `host` a moment ago (bind port 0 and close)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -33,13 +60,13 @@ class Extension:
     def __init__(self, env, binary=BINARY):
         # A minimal environment: nothing of the outer PYROSCOPE_* leaks into a test.
         self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+        for k in PASS_THROUGH:
             if k in os.environ:
                 self.env[k] = os.environ[k]
         self.env.update({k: str(v) for k, v in env.items()})
         self.binary = binary
         self.proc = None
-        self.lines = []
+        self.lines = []   # stderr lines without "\n"; None is appended at end of output
         self.cond = threading.Condition()
         self._reader = None
 
@@ -48,19 +75,38 @@ class Extension:
         return int(self.env.get("PYROSCOPE_RELAY_PORT", 4040))
 
     def start(self, wait_listening=True, timeout=5.0, max_fds=None):
-        """max_fds: RLIMIT_NOFILE for the process, to make it run out of descriptors."""
+        """Starts the binary; waits (bounded) until it logs that it listens on 127.0.0.1.
+        max_fds: RLIMIT_NOFILE for the process, to make it run out of descriptors."""
+        if not os.access(self.binary, os.X_OK):
+            raise AssertionError("no executable extension binary at %s (set PLE_BINARY)" % self.binary)
         limit = None
         if max_fds:
             limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds))
         self.proc = subprocess.Popen([self.binary], env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     preexec_fn=limit)
-        self._reader = threading.Thread(target=self._read, daemon=True)
+                                     preexec_fn=limit, close_fds=True)
+        with _live_lock:
+            _live.add(self)
+        self._reader = threading.Thread(target=self._read, daemon=True,
+                                        name="ext-stderr-%d" % self.proc.pid)
         self._reader.start()
         if wait_listening:
-            self.wait_for_log(r'relay listening.*127\.0\.0\.1:%d\b' % self.port,
-                              timeout)
+            try:
+                self.wait_for_log(r'relay listening.*127\.0\.0\.1:%d\b' % self.port, timeout)
+            except AssertionError:
+                code = self.proc.poll()
+                self.kill()
+                if code is not None:
+                    raise AssertionError("%s exited with code %d before listening on port %d; "
+                                         "log:\n%s" % (self.binary, code, self.port, self.log()))
+                raise
         return self
+
+    def __enter__(self):
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc):
+        self.kill()
 
     def _read(self):
         for raw in self.proc.stderr:
@@ -71,50 +117,240 @@ class Extension:
             self.lines.append(None)  # end of output
             self.cond.notify_all()
 
-    def log(self):
+    # -- the log --
+    def log_lines(self):
         with self.cond:
-            return "\n".join(l for l in self.lines if l is not None)
+            return [l for l in self.lines if l is not None]
 
-    def wait_for_log(self, pattern, timeout=5.0):
-        """Returns the first log line matching pattern; fails after timeout or at end of output."""
+    def log(self):
+        return "\n".join(self.log_lines())
+
+    def mark(self):
+        """A position in the log, for wait_for_log(after=...)."""
+        with self.cond:
+            return len(self.lines)
+
+    def wait_for_log(self, pattern, timeout=5.0, after=0, count=1):
+        """Waits until `count` log lines (from position `after`) match the regex `pattern`;
+        returns the last of them (a list if count > 1). Fails at the bound or at end of output."""
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
-                for line in self.lines:
-                    if line is not None and rx.search(line):
-                        return line
+                found = [l for l in self.lines[after:] if l is not None and rx.search(l)]
+                if len(found) >= count:
+                    return found[count - 1] if count == 1 else found[:count]
                 ended = self.lines and self.lines[-1] is None
                 left = deadline - time.monotonic()
                 if ended or left <= 0:
-                    raise AssertionError("no log line matches %r (%s); log:\n%s" % (
-                        pattern, "process output ended" if ended else "timeout", self.log()))
+                    raise AssertionError("%d of %d log lines match %r (%s); log:\n%s" % (
+                        len(found), count, pattern,
+                        "process output ended" if ended else "%.1fs timeout" % timeout,
+                        "\n".join(l for l in self.lines if l is not None)))
                 self.cond.wait(left)
 
+    # -- the process --
     def signal_term(self):
         self.proc.send_signal(signal.SIGTERM)
 
     def wait_exit(self, timeout=5.0):
+        """The exit code; raises subprocess.TimeoutExpired past the bound."""
         code = self.proc.wait(timeout)
         if self._reader:
             self._reader.join(timeout)
         return code
 
     def stop(self, sig=signal.SIGTERM, timeout=5.0):
-        """Signals the process and returns its exit code; SIGKILL if it outlives the bound."""
+        """Signals the process, waits at most `timeout` for it to exit, SIGKILLs it past that.
+        Returns its exit code (negative: killed by that signal, -9 when the bound passed)."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
             return self.wait_exit(timeout)
         except subprocess.TimeoutExpired:
+            sys.stderr.write("\nharness: extension pid %d did not exit within %.1fs of signal %d: "
+                             "SIGKILL\n" % (self.proc.pid, timeout, sig))
             self.kill()
-            raise AssertionError("extension did not exit within %.1fs of signal %d" % (timeout, sig))
+            return self.proc.returncode
 
     def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc and self.proc.stderr:
-            if self._reader:
-                self._reader.join(2)
+        """SIGKILL if still running; idempotent; safe in cleanups and at exit."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        if self._reader:
+            self._reader.join(2)
+        if self.proc.stderr and not self._reader_alive():
             self.proc.stderr.close()
+        with _live_lock:
+            _live.discard(self)
+
+    def _reader_alive(self):
+        return self._reader is not None and self._reader.is_alive()
+
+
+# -- raw HTTP --
+
+class Response(collections.namedtuple("Response", "status headers body")):
+    """status (int), headers ({lower-case name: last value}), body (bytes). Also: version,
+    reason, header_list ([(name, value)] in order), raw (the bytes of head and body)."""
+
+
+def post(path, body, headers=None, version="HTTP/1.1", host="127.0.0.1", method="POST"):
+    """The bytes of one request with a Content-Length body. headers: dict or list of pairs."""
+    head = "%s %s %s\r\n" % (method, path, version)
+    if host is not None:
+        head += "Host: %s\r\n" % host
+    head += "Content-Length: %d\r\n" % len(body)
+    items = headers.items() if isinstance(headers, dict) else (headers or [])
+    for k, v in items:
+        head += "%s: %s\r\n" % (k, v)
+    return head.encode("latin-1") + b"\r\n" + body
+
+
+def chunked(parts):
+    """Encodes an iterable of bytes as a chunked body (terminating chunk included)."""
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts if p) + b"0\r\n\r\n"
+
+
+class RawClient:
+    """One TCP connection; send raw bytes, read HTTP responses one at a time."""
+
+    def __init__(self, port, host="127.0.0.1", family=None, timeout=5.0):
+        if family is None:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        self.buf = b""
+        self.eof = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        if self.eof:
+            return False
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            if not self._fill():
+                raise ConnectionError("connection closed inside a response: %r" % self.buf[:200])
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n:
+            if not self._fill():
+                raise ConnectionError("connection closed after %d of %d body bytes"
+                                      % (len(self.buf), n))
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_response(self, method="POST"):
+        """The next response, or None if the server closed the connection before one started."""
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill():
+                if self.buf:
+                    raise ConnectionError("connection closed inside a response head: %r"
+                                          % self.buf[:200])
+                return None
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        version, status, reason = (lines[0].split(" ", 2) + [""])[:3]
+        header_list = []
+        for l in lines[1:]:
+            k, _, v = l.partition(":")
+            header_list.append((k.strip(), v.strip()))
+        headers = {k.lower(): v for k, v in header_list}
+        status = int(status)
+        if status < 200 or status in (204, 304) or method == "HEAD":
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            body = b""
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():
+                        pass
+                    break
+                body += self._exact(size)
+                self._line()
+        elif "content-length" in headers:
+            body = self._exact(int(headers["content-length"]))
+        else:  # delimited by the close of the connection
+            while self._fill():
+                pass
+            body, self.buf = self.buf, b""
+        r = Response(status, headers, body)
+        r.version, r.reason, r.header_list, r.raw = version, reason, header_list, head + b"\r\n\r\n" + body
+        return r
+
+    def read_responses(self, n):
+        """Up to n responses; fewer if the server closes the connection first."""
+        out = []
+        while len(out) < n:
+            r = self.read_response()
+            if r is None:
+                break
+            out.append(r)
+        return out
+
+    def closed_by_peer(self):
+        """True if the server closes the connection (EOF or reset) within the socket timeout
+        with nothing more sent; False if the connection is still open then."""
+        try:
+            while self._fill():
+                pass
+            return True
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+
+def http_exchange(port, data, host="127.0.0.1", family=socket.AF_INET, responses=1, timeout=5,
+                  body_after_100=None):
+    """Sends raw bytes on a new connection and reads `responses` final responses (fewer if the
+    server closes first); a `100 Continue` is returned too, and answered with body_after_100 when
+    given. Returns [Response(status, headers, body)]."""
+    if ":" in host:
+        family = socket.AF_INET6
+    with RawClient(port, host, family, timeout) as c:
+        c.send(data)
+        out = []
+        finals = 0
+        while finals < responses:
+            r = c.read_response()
+            if r is None:
+                break
+            out.append(r)
+            if r.status == 100:
+                if body_after_100 is not None:
+                    c.send(body_after_100)
+                continue
+            finals += 1
+        return out
