@@ -66,6 +66,10 @@ struct app {
     int open_parts; /* parts still closing at exit */
 };
 
+/* Installs the SIGTERM/SIGINT handlers: called before the listener is bound, so that a signal
+ * that arrives as soon as a client can see the relay still leads to a clean drain. */
+void lifecycle_init(struct app *app);
+
 /* Starts the lifecycle once the listener is bound (or has failed: listen_error). The caller
  * then runs the loop; it returns once everything is closed, with app->exit_code set. */
 void lifecycle_start(struct app *app);

@@ -324,7 +324,7 @@ static void register_extension(struct app *app)
     }
 }
 
-void lifecycle_start(struct app *app)
+void lifecycle_init(struct app *app)
 {
     uv_timer_init(app->loop, &app->timer);
     app->timer.data = app;
@@ -334,6 +334,10 @@ void lifecycle_start(struct app *app)
     uv_signal_start(&app->sigterm, on_signal, SIGTERM);
     uv_signal_start(&app->sigint, on_signal, SIGINT);
     app->state = APP_STARTING;
+}
+
+void lifecycle_start(struct app *app)
+{
 
     char remote[512];
     url_redact(app->cfg->remote_address, remote, sizeof(remote));

@@ -44,6 +44,7 @@ int main(int argc, char **argv)
         return 1;
     session_id_generate(app.session_id);
 
+    lifecycle_init(&app);
     /* Listen before anything else: a profiler may push as soon as the function's init starts. */
     app.server =
         relay_server_start(&loop, &cfg, &app.q, &app.policy, app.session_id, &app.listen_error);
