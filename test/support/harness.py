@@ -40,13 +40,6 @@ def _kill_everything():
         ext.kill()
 
 
-def free_port(host="127.0.0.1"):
-    """A TCP port that was free on `host` a moment ago (bind port 0 and close)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def has_ipv6_loopback():
     try:
         with socket.socket(socket.AF_INET6) as s:
@@ -54,6 +47,29 @@ def has_ipv6_loopback():
             return True
     except OSError:
         return False
+
+
+def free_port(host=None):
+    """A TCP port that was free a moment ago (bind port 0 and close). By default free on
+    127.0.0.1 and, where the host has it, on ::1 too: the relay listens on both."""
+    if host is not None:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.bind((host, 0))
+            return s.getsockname()[1]
+    v6 = has_ipv6_loopback()
+    for _ in range(100):
+        with socket.socket(socket.AF_INET) as s4:
+            s4.bind(("127.0.0.1", 0))
+            port = s4.getsockname()[1]
+            if not v6:
+                return port
+            try:
+                with socket.socket(socket.AF_INET6) as s6:
+                    s6.bind(("::1", port))
+                    return port
+            except OSError:
+                continue
+    raise AssertionError("no port free on both 127.0.0.1 and ::1 after 100 tries")
 
 
 class Extension:

@@ -115,6 +115,11 @@ class RecordingRemote:
                     remote._threads.add(threading.current_thread())
                     remote.connections.append(tuple(self.client_address[:2]))
                     remote.cond.notify_all()
+                    if remote._stopping.is_set():  # accepted while stop() ran: close at once
+                        try:
+                            self.connection.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass
 
             def finish(self):
                 try:
@@ -229,7 +234,7 @@ class RecordingRemote:
             scheme = "https"
         self.port = self.server.server_address[1]
         self.url = "%s://%s:%d" % (scheme, host, self.port)
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True,
                                         name="remote-%d" % self.port)
         self._started = False
         self._stopped = False
@@ -252,13 +257,14 @@ class RecordingRemote:
         if self._stopped:
             return
         self._stopped = True
-        self._stopping.set()
         with self.cond:
+            self._stopping.set()
             self._release.set()
-            socks, threads = list(self._socks), list(self._threads)
         if self._started:
-            self.server.shutdown()
+            self.server.shutdown()  # no more accepts once this returns
         self.server.server_close()
+        with self.cond:
+            socks, threads = list(self._socks), list(self._threads)
         for s in socks:
             try:
                 s.shutdown(socket.SHUT_RDWR)  # wakes handlers blocked reading a kept-alive socket
