@@ -1,6 +1,12 @@
-/* Environment -> struct config. See include/config.h. */
+/* Environment -> struct config. See include/config.h.
+ *
+ * Every variable is read through one of the get_* helpers below: an unset or empty variable
+ * silently means the default (as in the Go extension), an invalid one records one issue and
+ * means the default. Secrets never reach an issue. */
 #include "config.h"
 
+#include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,11 +17,57 @@
 #include "gofmt.h"
 #include "rewrite.h"
 
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define NS_PER_SEC 1000000000LL
+#define MAX_WORKERS 64
+#define QUEUE_ENTRY_OVERHEAD 512 /* queue.c counts each upload as its body plus this */
+
 struct loader {
     struct config *c;
     config_getenv_fn getenv_fn;
     void *ud;
+    bool oom;
 };
+
+/* ---- issues ---- */
+
+/* Copies src into dst, marking a cut with "..." and never cutting a UTF-8 character in two. */
+static void copy_truncated(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n < cap) {
+        memcpy(dst, src, n + 1);
+        return;
+    }
+    n = cap - 4;
+    while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+        n--; /* back to the start of the character that would be cut */
+    memcpy(dst, src, n);
+    memcpy(dst + n, "...", 4);
+}
+
+static void add_issue(struct config *c, enum log_level level, const char *var, const char *value,
+                      const char *default_value, const char *detail)
+{
+    if (c->n_issues == CONFIG_MAX_ISSUES)
+        return;
+    if (c->n_issues == CONFIG_MAX_ISSUES - 1) {
+        /* The last slot says that some were dropped rather than silently losing them. */
+        level = LOG_LEVEL_ERROR;
+        var = "configuration";
+        value = default_value = "";
+        detail = "more configuration problems than can be listed; fix the ones above first";
+    }
+    struct config_issue *is = &c->issues[c->n_issues++];
+    is->level = level;
+    is->variable = var;
+    copy_truncated(is->value, sizeof(is->value), value ? value : "");
+    copy_truncated(is->default_value, sizeof(is->default_value),
+                   default_value ? default_value : "");
+    copy_truncated(is->detail, sizeof(is->detail), detail);
+}
+
+/* ---- plain values ---- */
 
 /* An unset or empty variable means "use the default", as in the Go extension. */
 static const char *get(const struct loader *l, const char *name)
@@ -24,37 +76,49 @@ static const char *get(const struct loader *l, const char *name)
     return v && *v ? v : NULL;
 }
 
-static void add_issue(struct config *c, enum log_level level, const char *var, const char *value,
-                      const char *default_value, const char *detail)
+static char *dup(struct loader *l, const char *s)
 {
-    if (c->n_issues == CONFIG_MAX_ISSUES)
-        return;
-    struct config_issue *is = &c->issues[c->n_issues++];
-    is->level = level;
-    is->variable = var;
-    snprintf(is->value, sizeof(is->value), "%s", value ? value : "");
-    snprintf(is->default_value, sizeof(is->default_value), "%s",
-             default_value ? default_value : "");
-    snprintf(is->detail, sizeof(is->detail), "%s", detail);
+    char *d = strdup(s);
+    if (!d)
+        l->oom = true;
+    return d;
 }
 
-static char *get_string(const struct loader *l, const char *name, const char *def)
+static char *get_string(struct loader *l, const char *name, const char *def)
 {
     const char *v = get(l, name);
-    return strdup(v ? v : def);
+    return dup(l, v ? v : def);
 }
 
-static bool get_bool(const struct loader *l, const char *name, bool def)
+/* A value that goes into an HTTP header line as it is (the token, the tenant): a CR or LF would
+ * inject headers into every upload and other control characters are not allowed in a header.
+ * Such a value is refused; a secret's value is left out of the issue. */
+static char *get_header_string(struct loader *l, const char *name, bool secret)
+{
+    const char *v = get(l, name);
+    for (const char *p = v; p && *p; p++) {
+        if (iscntrl((unsigned char)*p) && *p != '\t') {
+            add_issue(l->c, LOG_LEVEL_ERROR, name, secret ? NULL : v, "",
+                      "contains CR, LF or another control character; not used");
+            v = NULL;
+            break;
+        }
+    }
+    return dup(l, v ? v : "");
+}
+
+static bool get_bool(struct loader *l, const char *name, bool def)
 {
     const char *v = get(l, name);
     bool out = def;
     if (v && !go_parse_bool(v, &out))
         add_issue(l->c, LOG_LEVEL_WARN, name, v, def ? "true" : "false",
-                  "not a bool (1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False)");
+                  "not a Go bool (1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False)");
     return out;
 }
 
-static long long get_int(const struct loader *l, const char *name, long long def, long long min,
+/* An integer in [min, max]; LLONG_MAX as max means "no upper bound". */
+static long long get_int(struct loader *l, const char *name, long long def, long long min,
                          long long max)
 {
     const char *v = get(l, name);
@@ -67,15 +131,18 @@ static long long get_int(const struct loader *l, const char *name, long long def
         add_issue(l->c, LOG_LEVEL_WARN, name, v, dflt, "not an integer");
         return def;
     }
-    if (out < min || out > max) {
-        snprintf(detail, sizeof(detail), "out of range %lld..%lld", min, max);
-        add_issue(l->c, LOG_LEVEL_WARN, name, v, dflt, detail);
-        return def;
-    }
-    return out;
+    if (out >= min && out <= max)
+        return out;
+    if (max == LLONG_MAX)
+        snprintf(detail, sizeof(detail), "must be at least %lld", min);
+    else
+        snprintf(detail, sizeof(detail), "must be between %lld and %lld", min, max);
+    add_issue(l->c, LOG_LEVEL_WARN, name, v, dflt, detail);
+    return def;
 }
 
-static int64_t get_duration(const struct loader *l, const char *name, int64_t def_ns,
+/* A Go duration greater than zero. */
+static int64_t get_duration(struct loader *l, const char *name, int64_t def_ns,
                             const char *def_text)
 {
     const char *v = get(l, name);
@@ -84,7 +151,7 @@ static int64_t get_duration(const struct loader *l, const char *name, int64_t de
         return def_ns;
     if (!go_parse_duration(v, &out)) {
         add_issue(l->c, LOG_LEVEL_WARN, name, v, def_text,
-                  "not a Go duration (for example 10s, 250ms, 1m30s)");
+                  "not a Go duration (e.g. 10s, 250ms, 1m30s)");
         return def_ns;
     }
     if (out <= 0) {
@@ -94,168 +161,303 @@ static int64_t get_duration(const struct loader *l, const char *name, int64_t de
     return out;
 }
 
-static void load_remote(const struct loader *l)
+/* ---- PYROSCOPE_REMOTE_ADDRESS ---- */
+
+/* The URL for an issue, with any "user:password@" replaced: it may hold credentials. */
+static void redact_userinfo(char *out, size_t cap, const char *url)
+{
+    const char *scheme_end = strstr(url, "://");
+    const char *auth = scheme_end ? scheme_end + 3 : url;
+    const char *auth_end = auth + strcspn(auth, "/?#");
+    const char *at = memchr(auth, '@', (size_t)(auth_end - auth));
+    if (!at)
+        snprintf(out, cap, "%s", url);
+    else
+        snprintf(out, cap, "%.*sREDACTED%s", (int)(auth - url), url, at);
+}
+
+/* Why url is not usable as the remote, or NULL. */
+static const char *remote_problem(const char *url)
+{
+    size_t scheme = strncasecmp(url, "http://", 7) == 0    ? 7
+                    : strncasecmp(url, "https://", 8) == 0 ? 8
+                                                           : 0;
+    if (!scheme)
+        return "not an http:// or https:// URL";
+    for (const char *p = url; *p; p++)
+        if (iscntrl((unsigned char)*p) || *p == ' ')
+            return "contains a space or a control character";
+    if (strpbrk(url, "?#"))
+        return "has a query or fragment; the relay appends each request's own path and query";
+    /* The host is what is left of the authority without "user:password@" and ":port". */
+    const char *auth = url + scheme;
+    size_t auth_len = strcspn(auth, "/");
+    const char *at = memchr(auth, '@', auth_len);
+    const char *host = at ? at + 1 : auth;
+    if (host == auth + auth_len || *host == ':')
+        return "has no host";
+    return NULL;
+}
+
+static void load_remote(struct loader *l)
 {
     struct config *c = l->c;
     const char *v = get(l, "PYROSCOPE_REMOTE_ADDRESS");
-    const char *addr = v ? v : CONFIG_DEFAULT_REMOTE;
-    const char *host = strncmp(addr, "http://", 7) == 0    ? addr + 7
-                       : strncmp(addr, "https://", 8) == 0 ? addr + 8
-                                                           : NULL;
-    if (!host || !*host || *host == '/' || strpbrk(addr, " \t\r\n")) {
-        add_issue(c, LOG_LEVEL_ERROR, "PYROSCOPE_REMOTE_ADDRESS", addr, CONFIG_DEFAULT_REMOTE,
-                  "not an http:// or https:// URL with a host");
-        addr = CONFIG_DEFAULT_REMOTE;
+    const char *why = v ? remote_problem(v) : NULL;
+    if (why) {
+        char shown[sizeof(c->issues[0].value) + 16];
+        redact_userinfo(shown, sizeof(shown), v);
+        add_issue(c, LOG_LEVEL_ERROR, "PYROSCOPE_REMOTE_ADDRESS", shown, CONFIG_DEFAULT_REMOTE,
+                  why);
+        v = NULL;
     }
-    c->remote_address = strdup(addr);
-    size_t n = c->remote_address ? strlen(c->remote_address) : 0;
-    while (n > 0 && c->remote_address[n - 1] == '/')
-        c->remote_address[--n] = '\0';
+    char *addr = dup(l, v ? v : CONFIG_DEFAULT_REMOTE);
+    if (!addr)
+        return;
+    /* The relay appends each request's path, which starts with '/'. */
+    size_t n = strlen(addr);
+    while (n > 0 && addr[n - 1] == '/')
+        addr[--n] = '\0';
+    /* "HTTPS://" is valid: store the scheme in lower case for whoever compares it. */
+    for (char *p = addr; *p != ':'; p++)
+        *p = (char)tolower((unsigned char)*p);
+    c->remote_address = addr;
 }
 
-/* RFC 7230 token characters: what a header name may hold. */
-static bool is_token(const char *s)
+/* ---- PYROSCOPE_HTTP_HEADERS ---- */
+
+/* RFC 7230 tchar: what a header name is made of. Returns the offset of the first byte that is
+ * not one, or the length when the whole name is a token. */
+static size_t token_prefix(const char *s)
 {
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (!(*s > 32 && *s < 127 && !strchr("\"(),/:;<=>?@[\\]{}", *s)))
-            return false;
-    return true;
+    size_t i = 0;
+    for (; s[i]; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= 32 || ch >= 127 || strchr("\"(),/:;<=>?@[\\]{}", ch))
+            break;
+    }
+    return i;
 }
 
-/* Headers that describe the message or the connection, not the request: a configured value
- * would corrupt every upload. */
+/* Headers that describe the message or the connection rather than the request: a configured
+ * value would corrupt every upload, so curl and the relay own them. */
 static bool reserved_header(const char *name)
 {
     static const char *const names[] = {"Content-Length", "Host", "Expect"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    for (size_t i = 0; i < ARRAY_LEN(names); i++)
         if (strcasecmp(name, names[i]) == 0)
             return true;
     return header_is_hop_by_hop(name, strlen(name));
 }
 
-/* PYROSCOPE_HTTP_HEADERS: a JSON object of strings. Values may be secrets: never in an issue. */
-static void load_http_headers(const struct loader *l)
+static bool has_control(const char *s, size_t len)
 {
+    for (size_t i = 0; i < len; i++)
+        if (iscntrl((unsigned char)s[i]) && s[i] != '\t')
+            return true;
+    return false;
+}
+
+/* What is wrong with one entry, written into why; false when it is fine. The value is never
+ * described, and an invalid name is shown only up to its first invalid character (a name like
+ * "Authorization: Bearer x" must not leak the rest). */
+static bool header_problem(const char *key, json_t *val, char *why, size_t cap)
+{
+    size_t ok_len = token_prefix(key);
+    const char *s = json_string_value(val);
+    if (ok_len == 0 || key[ok_len])
+        snprintf(why, cap, "header name \"%.*s\"%s is not an RFC 7230 token; entry skipped",
+                 (int)(ok_len > 60 ? 60 : ok_len), key, key[ok_len] ? "..." : "");
+    else if (reserved_header(key))
+        snprintf(why, cap, "header %.60s is set by the relay itself; entry skipped", key);
+    else if (!s)
+        snprintf(why, cap, "header %.60s has a value that is not a string; entry skipped", key);
+    else if (has_control(s, json_string_length(val)))
+        snprintf(why, cap,
+                 "header %.60s has a value with CR, LF or NUL (or another control "
+                 "character); entry skipped",
+                 key);
+    else
+        return false;
+    return true;
+}
+
+/* jansson's message without its " near '<text>'" part, which may quote a header value. */
+static void json_error_detail(char *out, size_t cap, const json_error_t *err)
+{
+    char text[JSON_ERROR_TEXT_LENGTH];
+    snprintf(text, sizeof(text), "%s", err->text);
+    char *near = strstr(text, " near ");
+    if (near)
+        *near = '\0';
+    snprintf(out, cap, "invalid JSON at line %d column %d: %.80s; no extra headers are sent",
+             err->line, err->column, text);
+}
+
+static void add_header(struct loader *l, const char *name, json_t *val)
+{
+    struct config *c = l->c;
+    struct config_header *h = &c->http_headers[c->n_http_headers];
+    /* NUL-free (checked), so the C string is the whole value. */
+    h->name = dup(l, name);
+    h->value = dup(l, json_string_value(val));
+    c->n_http_headers++;
+}
+
+/* A JSON object of strings. Its values may be secrets: never in an issue. */
+static void load_http_headers(struct loader *l)
+{
+    static const char *const var = "PYROSCOPE_HTTP_HEADERS";
     struct config *c = l->c;
     const char *v = get(l, "PYROSCOPE_HTTP_HEADERS");
     if (!v)
         return;
-    char detail[160];
+    char why[160];
     json_error_t err;
-    json_t *obj = json_loads(v, JSON_REJECT_DUPLICATES, &err);
+    /* JSON_ALLOW_NUL: a "\u0000" in a value is reported as such below, not as bad JSON. */
+    json_t *obj = json_loads(v, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
     if (!obj || !json_is_object(obj)) {
         if (obj)
-            snprintf(detail, sizeof(detail), "not a JSON object of strings");
+            snprintf(why, sizeof(why), "not a JSON object; no extra headers are sent");
         else
-            snprintf(detail, sizeof(detail), "invalid JSON at line %d column %d: %.80s", err.line,
-                     err.column, err.text);
-        add_issue(c, LOG_LEVEL_ERROR, "PYROSCOPE_HTTP_HEADERS", NULL, "{}", detail);
+            json_error_detail(why, sizeof(why), &err);
+        add_issue(c, LOG_LEVEL_ERROR, var, NULL, "{}", why);
         json_decref(obj);
         return;
     }
-    c->http_headers = calloc(json_object_size(obj) + 1, sizeof(*c->http_headers));
+    if (json_object_size(obj) > 0 &&
+        !(c->http_headers = calloc(json_object_size(obj), sizeof(*c->http_headers))))
+        l->oom = true;
     const char *key;
     json_t *val;
     json_object_foreach(obj, key, val)
     {
-        const char *s = json_string_value(val);
-        const char *why = !is_token(key)         ? "is not a valid header name"
-                          : reserved_header(key) ? "is set by the relay itself"
-                          : !s                   ? "has a value that is not a string"
-                          : strpbrk(s, "\r\n") || strlen(s) != json_string_length(val)
-                              ? "has a value with CR, LF or NUL"
-                              : NULL;
-        if (why) {
-            snprintf(detail, sizeof(detail), "header %.60s %s; skipped", key, why);
-            add_issue(c, LOG_LEVEL_ERROR, "PYROSCOPE_HTTP_HEADERS", NULL, "", detail);
-            continue;
-        }
         if (!c->http_headers)
             break;
-        struct config_header *h = &c->http_headers[c->n_http_headers++];
-        h->name = strdup(key);
-        h->value = strdup(s);
+        if (header_problem(key, val, why, sizeof(why)))
+            add_issue(c, LOG_LEVEL_ERROR, var, NULL, "", why);
+        else
+            add_header(l, key, val);
     }
     json_decref(obj);
 }
 
-static void load_log(const struct loader *l)
+/* ---- logging ---- */
+
+static void load_log_level_and_format(struct loader *l, struct log_options *o)
 {
-    struct config *c = l->c;
-    struct log_options *o = &c->log;
-    log_options_default(o);
     const char *lv = get(l, "PYROSCOPE_LOG_LEVEL");
     if (lv && !log_level_parse(lv, &o->level))
-        add_issue(c, LOG_LEVEL_WARN, "PYROSCOPE_LOG_LEVEL", lv, "info",
-                  "not a level (error, warn, info, debug, trace)");
+        add_issue(l->c, LOG_LEVEL_WARN, "PYROSCOPE_LOG_LEVEL", lv, "info",
+                  "not a log level (error, warn, info, debug, trace)");
     const char *fmt = get(l, "PYROSCOPE_LOG_FORMAT");
     if (fmt && strcasecmp(fmt, "json") == 0)
         o->format = LOG_FORMAT_JSON;
     else if (fmt && strcasecmp(fmt, "text") != 0)
-        add_issue(c, LOG_LEVEL_WARN, "PYROSCOPE_LOG_FORMAT", fmt, "text", "not text or json");
-    o->timestamp_disable = get_bool(l, "PYROSCOPE_LOG_TIMESTAMP_DISABLE", false);
-    static const struct {
+        add_issue(l->c, LOG_LEVEL_WARN, "PYROSCOPE_LOG_FORMAT", fmt, "text",
+                  "not a log format (text or json)");
+}
+
+/* The layout and the six field names: copies owned by the config, pointed to by c->log. */
+static void load_log_strings(struct loader *l, struct log_options *o)
+{
+    const struct {
         const char *var, *def;
-        size_t offset;
+        const char **field;
     } strings[] = {
-        {"PYROSCOPE_LOG_TIMESTAMP_FORMAT", GO_RFC3339,
-         offsetof(struct log_options, timestamp_layout)},
-        {"PYROSCOPE_LOG_TIMESTAMP_FIELD_NAME", "time", offsetof(struct log_options, field_time)},
-        {"PYROSCOPE_LOG_LEVEL_FIELD_NAME", "level", offsetof(struct log_options, field_level)},
-        {"PYROSCOPE_LOG_MSG_FIELD_NAME", "msg", offsetof(struct log_options, field_msg)},
-        {"PYROSCOPE_LOG_LOGRUS_ERROR_FIELD_NAME", "logrus_error",
-         offsetof(struct log_options, field_logrus_error)},
-        {"PYROSCOPE_LOG_FUNC_FIELD_NAME", "func", offsetof(struct log_options, field_func)},
-        {"PYROSCOPE_LOG_FILE_FIELD_NAME", "file", offsetof(struct log_options, field_file)},
+        {"PYROSCOPE_LOG_TIMESTAMP_FORMAT", GO_RFC3339, &o->timestamp_layout},
+        {"PYROSCOPE_LOG_TIMESTAMP_FIELD_NAME", "time", &o->field_time},
+        {"PYROSCOPE_LOG_LEVEL_FIELD_NAME", "level", &o->field_level},
+        {"PYROSCOPE_LOG_MSG_FIELD_NAME", "msg", &o->field_msg},
+        {"PYROSCOPE_LOG_LOGRUS_ERROR_FIELD_NAME", "logrus_error", &o->field_logrus_error},
+        {"PYROSCOPE_LOG_FUNC_FIELD_NAME", "func", &o->field_func},
+        {"PYROSCOPE_LOG_FILE_FIELD_NAME", "file", &o->field_file},
     };
-    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
-        c->owned_log_strings[i] = get_string(l, strings[i].var, strings[i].def);
-        *(const char **)((char *)o + strings[i].offset) = c->owned_log_strings[i];
+    _Static_assert(ARRAY_LEN(strings) == ARRAY_LEN(((struct config *)0)->owned_log_strings),
+                   "one owned copy per string");
+    for (size_t i = 0; i < ARRAY_LEN(strings); i++) {
+        char *s = get_string(l, strings[i].var, strings[i].def);
+        l->c->owned_log_strings[i] = s;
+        *strings[i].field = s ? s : strings[i].def;
     }
+}
+
+static void load_log(struct loader *l)
+{
+    struct log_options *o = &l->c->log;
+    log_options_default(o);
+    o->timestamp_utc = true; /* Lambda's clock is UTC; the Go extension prints UTC there too */
+    load_log_level_and_format(l, o);
+    o->timestamp_disable = get_bool(l, "PYROSCOPE_LOG_TIMESTAMP_DISABLE", false);
+    load_log_strings(l, o);
+}
+
+/* ---- the seed's table and ours ---- */
+
+static void load_seed_table(struct loader *l)
+{
+    struct config *c = l->c;
+    load_remote(l);
+    c->auth_token = get_header_string(l, "PYROSCOPE_AUTH_TOKEN", true);
+    c->self_profiling = get_bool(l, "PYROSCOPE_SELF_PROFILING", false);
+    c->timeout_ns = get_duration(l, "PYROSCOPE_TIMEOUT", 10 * NS_PER_SEC, "10s");
+    long long workers = get_int(l, "PYROSCOPE_NUM_WORKERS", 5, 1, LLONG_MAX);
+    if (workers > MAX_WORKERS) {
+        add_issue(c, LOG_LEVEL_WARN, "PYROSCOPE_NUM_WORKERS", get(l, "PYROSCOPE_NUM_WORKERS"), "64",
+                  "more than 64 workers; capped at 64");
+        workers = MAX_WORKERS;
+    }
+    c->num_workers = (int)workers;
+    c->flush_on_invoke = get_bool(l, "PYROSCOPE_FLUSH_ON_INVOKE", false);
+    load_http_headers(l);
+    c->tenant_id = get_header_string(l, "PYROSCOPE_TENANT_ID", false);
+    /* Basic auth is base64-encoded before it reaches a header: any byte is safe. */
+    c->basic_auth_user = get_string(l, "PYROSCOPE_BASIC_AUTH_USER", "");
+    c->basic_auth_password = get_string(l, "PYROSCOPE_BASIC_AUTH_PASSWORD", "");
+    load_log(l);
+}
+
+/* queue.c counts an upload as its body plus QUEUE_ENTRY_OVERHEAD bytes: a body limit above
+ * what the queue can hold would accept uploads that can never be queued. */
+static void fit_body_to_queue(struct config *c)
+{
+    if (c->max_body_bytes + QUEUE_ENTRY_OVERHEAD <= c->queue_max_bytes)
+        return;
+    char v[32], d[32];
+    snprintf(v, sizeof(v), "%zu", c->max_body_bytes);
+    c->max_body_bytes = c->queue_max_bytes - QUEUE_ENTRY_OVERHEAD;
+    snprintf(d, sizeof(d), "%zu", c->max_body_bytes);
+    add_issue(c, LOG_LEVEL_WARN, "PYROSCOPE_MAX_BODY_BYTES", v, d,
+              "larger than PYROSCOPE_QUEUE_MAX_BYTES minus 512 bytes of overhead; lowered to fit");
+}
+
+static void load_ours(struct loader *l)
+{
+    struct config *c = l->c;
+    const long long tib = 1LL << 40; /* sanity bound on byte sizes */
+    c->dev_mode = get_bool(l, "PYROSCOPE_DEV_MODE", false);
+    c->relay_port = (uint16_t)get_int(l, "PYROSCOPE_RELAY_PORT", 4040, 1, 65535);
+    c->queue_max_count = (size_t)get_int(l, "PYROSCOPE_QUEUE_MAX_COUNT", 256, 1, 1000000);
+    c->queue_max_bytes = (size_t)get_int(l, "PYROSCOPE_QUEUE_MAX_BYTES", 32 << 20, 1024, tib);
+    c->max_body_bytes = (size_t)get_int(l, "PYROSCOPE_MAX_BODY_BYTES", 8 << 20, 1, tib);
+    c->max_retries = (int)get_int(l, "PYROSCOPE_MAX_RETRIES", 3, 0, 20);
+    c->max_header_bytes =
+        (size_t)get_int(l, "PYROSCOPE_MAX_HEADER_BYTES", 64 << 10, 1024, 16 << 20);
+    c->max_connections = (size_t)get_int(l, "PYROSCOPE_MAX_CONNECTIONS", 128, 1, 100000);
+    c->client_timeout_ns = get_duration(l, "PYROSCOPE_CLIENT_TIMEOUT", 10 * NS_PER_SEC, "10s");
+    fit_body_to_queue(c);
 }
 
 int config_load(struct config *c, config_getenv_fn getenv_fn, void *ud)
 {
     *c = (struct config){0};
-    struct loader l = {c, getenv_fn, ud};
-    load_remote(&l);
-    c->auth_token = get_string(&l, "PYROSCOPE_AUTH_TOKEN", "");
-    c->self_profiling = get_bool(&l, "PYROSCOPE_SELF_PROFILING", false);
-    c->timeout_ns = get_duration(&l, "PYROSCOPE_TIMEOUT", 10000000000LL, "10s");
-    c->num_workers = (int)get_int(&l, "PYROSCOPE_NUM_WORKERS", 5, 1, 64);
-    c->flush_on_invoke = get_bool(&l, "PYROSCOPE_FLUSH_ON_INVOKE", false);
-    load_http_headers(&l);
-    c->tenant_id = get_string(&l, "PYROSCOPE_TENANT_ID", "");
-    c->basic_auth_user = get_string(&l, "PYROSCOPE_BASIC_AUTH_USER", "");
-    c->basic_auth_password = get_string(&l, "PYROSCOPE_BASIC_AUTH_PASSWORD", "");
-    load_log(&l);
-
-    c->dev_mode = get_bool(&l, "PYROSCOPE_DEV_MODE", false);
-    c->relay_port = (uint16_t)get_int(&l, "PYROSCOPE_RELAY_PORT", 4040, 1, 65535);
-    c->queue_max_count = (size_t)get_int(&l, "PYROSCOPE_QUEUE_MAX_COUNT", 256, 1, 1000000);
-    c->queue_max_bytes =
-        (size_t)get_int(&l, "PYROSCOPE_QUEUE_MAX_BYTES", 32 << 20, 1024, (long long)1 << 40);
-    c->max_body_bytes =
-        (size_t)get_int(&l, "PYROSCOPE_MAX_BODY_BYTES", 8 << 20, 1, (long long)1 << 40);
-    c->max_retries = (int)get_int(&l, "PYROSCOPE_MAX_RETRIES", 3, 0, 20);
-    c->max_header_bytes =
-        (size_t)get_int(&l, "PYROSCOPE_MAX_HEADER_BYTES", 64 << 10, 1024, 16 << 20);
-    c->max_connections = (size_t)get_int(&l, "PYROSCOPE_MAX_CONNECTIONS", 128, 1, 100000);
-    c->client_timeout_ns = get_duration(&l, "PYROSCOPE_CLIENT_TIMEOUT", 10000000000LL, "10s");
-    if (c->max_body_bytes + 512 > c->queue_max_bytes) {
-        char v[32], d[32];
-        snprintf(v, sizeof(v), "%zu", c->max_body_bytes);
-        c->max_body_bytes = c->queue_max_bytes - 512;
-        snprintf(d, sizeof(d), "%zu", c->max_body_bytes);
-        add_issue(c, LOG_LEVEL_WARN, "PYROSCOPE_MAX_BODY_BYTES", v, d,
-                  "larger than PYROSCOPE_QUEUE_MAX_BYTES allows; lowered to fit");
-    }
-    if (!c->remote_address || !c->auth_token || !c->tenant_id || !c->basic_auth_user ||
-        !c->basic_auth_password)
-        return -1;
-    return 0;
+    struct loader l = {c, getenv_fn ? getenv_fn : config_getenv_process, ud, false};
+    load_seed_table(&l);
+    load_ours(&l);
+    if (!l.oom)
+        return 0;
+    config_free(c); /* nothing half-built is left for the caller */
+    return -1;
 }
 
 const char *config_getenv_process(void *ud, const char *name)
@@ -264,19 +466,27 @@ const char *config_getenv_process(void *ud, const char *name)
     return getenv(name);
 }
 
+/* Overwrites a secret before its memory goes back to the allocator. */
+static void free_secret(char *s)
+{
+    if (s)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
+
 void config_free(struct config *c)
 {
     free(c->remote_address);
-    free(c->auth_token);
+    free_secret(c->auth_token);
     free(c->tenant_id);
     free(c->basic_auth_user);
-    free(c->basic_auth_password);
+    free_secret(c->basic_auth_password);
     for (size_t i = 0; i < c->n_http_headers; i++) {
         free(c->http_headers[i].name);
-        free(c->http_headers[i].value);
+        free_secret(c->http_headers[i].value);
     }
     free(c->http_headers);
-    for (size_t i = 0; i < sizeof(c->owned_log_strings) / sizeof(c->owned_log_strings[0]); i++)
+    for (size_t i = 0; i < ARRAY_LEN(c->owned_log_strings); i++)
         free(c->owned_log_strings[i]);
     *c = (struct config){0};
 }

@@ -1,22 +1,31 @@
-/* Go-compatible parsing and formatting. See include/gofmt.h. */
+/* Go-compatible parsing and formatting. See include/gofmt.h.
+ *
+ * Each function follows the algorithm of the Go standard library function it stands for, so that
+ * a value the Go extension accepted means the same thing here, and a value it refused is refused
+ * here too. */
 #include "gofmt.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* ---- strconv.ParseBool and strconv.Atoi ---- */
+
 bool go_parse_bool(const char *s, bool *out)
 {
-    static const char *const yes[] = {"1", "t", "T", "TRUE", "true", "True"};
-    static const char *const no[] = {"0", "f", "F", "FALSE", "false", "False"};
+    static const char *const spellings[] = {"1", "t", "T", "TRUE",  "true",  "True",
+                                            "0", "f", "F", "FALSE", "false", "False"};
     if (!s)
         return false;
-    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-        if (strcmp(s, yes[i]) == 0) {
-            *out = true;
-            return true;
-        }
-        if (strcmp(s, no[i]) == 0) {
-            *out = false;
+    for (size_t i = 0; i < ARRAY_LEN(spellings); i++) {
+        if (strcmp(s, spellings[i]) == 0) {
+            *out = i < ARRAY_LEN(spellings) / 2; /* the first half are the true ones */
             return true;
         }
     }
@@ -25,127 +34,327 @@ bool go_parse_bool(const char *s, bool *out)
 
 bool go_parse_int(const char *s, long long *out)
 {
-    if (!s || !*s)
+    if (!s)
         return false;
     bool neg = *s == '-';
-    if (*s == '+' || *s == '-')
+    if (*s == '-' || *s == '+')
         s++;
     if (!*s)
-        return false;
-    unsigned long long v = 0, limit = neg ? 9223372036854775808ULL : 9223372036854775807ULL;
+        return false; /* "", "+" and "-" */
+    /* Accumulate the magnitude unsigned: -9223372036854775808 has no positive counterpart. */
+    const unsigned long long limit = neg ? (unsigned long long)INT64_MAX + 1 : INT64_MAX;
+    unsigned long long v = 0;
     for (; *s; s++) {
-        if (*s < '0' || *s > '9')
+        if (!is_digit(*s))
             return false;
         unsigned d = (unsigned)(*s - '0');
         if (v > (limit - d) / 10)
             return false;
         v = v * 10 + d;
     }
-    *out = neg ? (long long)(0 - v) : (long long)v;
+    *out = neg ? (v == limit ? INT64_MIN : -(long long)v) : (long long)v;
     return true;
 }
 
-/* Units of time.ParseDuration, longest spellings first where one is a prefix of another. */
+/* ---- time.ParseDuration ---- */
+
+/* Go's bound: magnitudes up to 1<<63 are kept while parsing so that "-9223372036854775808ns"
+ * (INT64_MIN) is representable. */
+#define DUR_LIMIT ((uint64_t)1 << 63)
+
 static const struct {
     const char *name;
     uint64_t ns;
 } duration_units[] = {
-    {"ns", 1ULL},           {"us", 1000ULL},      {"\xC2\xB5s", 1000ULL}, /* U+00B5 micro sign */
-    {"\xCE\xBCs", 1000ULL}, /* U+03BC Greek small letter mu */
-    {"ms", 1000000ULL},     {"s", 1000000000ULL}, {"m", 60000000000ULL},  {"h", 3600000000000ULL},
+    {"ns", 1},           {"us", 1000},      {"\xC2\xB5s", 1000}, /* U+00B5 MICRO SIGN */
+    {"\xCE\xBCs", 1000},                                         /* U+03BC GREEK SMALL LETTER MU */
+    {"ms", 1000000},     {"s", 1000000000}, {"m", 60000000000},  {"h", 3600000000000},
 };
 
-static const char *parse_unit(const char *s, uint64_t *unit)
+/* Go's leadingInt: [0-9]*, refused once past 1<<63. */
+static bool leading_int(const char **s, uint64_t *out)
 {
-    size_t n = 0;
-    while (s[n] && s[n] != '.' && (s[n] < '0' || s[n] > '9'))
-        n++;
-    for (size_t i = 0; i < sizeof(duration_units) / sizeof(duration_units[0]); i++) {
-        if (strlen(duration_units[i].name) == n && strncmp(s, duration_units[i].name, n) == 0) {
-            *unit = duration_units[i].ns;
-            return s + n;
-        }
+    uint64_t v = 0;
+    const char *p = *s;
+    for (; is_digit(*p); p++) {
+        if (v > DUR_LIMIT / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*p - '0');
+        if (v > DUR_LIMIT)
+            return false;
     }
-    return NULL;
+    *out = v;
+    *s = p;
+    return true;
 }
 
-/* Adds one "<int>[.<frac>]<unit>" group to *total, the way Go does: the integer part is scaled
- * exactly, the fraction is scaled as a float of at most 19 significant digits. */
-static const char *parse_group(const char *s, uint64_t *total, bool *ok)
+/* Go's leadingFraction: [0-9]* after the point as value / scale. Digits past what a uint64 can
+ * hold are consumed and ignored (they are below a nanosecond), never an error. */
+static void leading_fraction(const char **s, uint64_t *out, double *scale)
 {
-    uint64_t whole = 0, frac = 0, scale = 1;
-    bool pre = false, post = false, overflow = false;
-    const uint64_t limit = 1ULL << 63; /* Go's bound: -1<<63 is the only value past INT64_MAX */
-    for (; *s >= '0' && *s <= '9'; s++, pre = true) {
-        if (overflow || whole > limit / 10) {
+    uint64_t v = 0;
+    double sc = 1;
+    bool overflow = false;
+    const char *p = *s;
+    for (; is_digit(*p); p++) {
+        if (overflow)
+            continue;
+        if (v > (DUR_LIMIT - 1) / 10) {
             overflow = true;
             continue;
         }
-        whole = whole * 10 + (uint64_t)(*s - '0');
-        overflow = whole > limit;
+        uint64_t y = v * 10 + (uint64_t)(*p - '0');
+        if (y > DUR_LIMIT) {
+            overflow = true;
+            continue;
+        }
+        v = y;
+        sc *= 10;
     }
-    if (*s == '.') {
-        for (s++; *s >= '0' && *s <= '9'; s++, post = true) {
-            if (scale < 10000000000000000000ULL / 10 && !overflow) {
-                frac = frac * 10 + (uint64_t)(*s - '0');
-                scale *= 10;
-            }
+    *out = v;
+    *scale = sc;
+    *s = p;
+}
+
+/* The unit is everything up to the next digit or '.', and must be a known unit exactly. */
+static bool parse_unit(const char **s, uint64_t *unit)
+{
+    size_t n = strcspn(*s, ".0123456789");
+    for (size_t i = 0; n > 0 && i < ARRAY_LEN(duration_units); i++) {
+        if (strlen(duration_units[i].name) == n && memcmp(*s, duration_units[i].name, n) == 0) {
+            *unit = duration_units[i].ns;
+            *s += n;
+            return true;
         }
     }
-    uint64_t unit;
-    const char *after = parse_unit(s, &unit);
-    if ((!pre && !post) || overflow || !after) {
-        *ok = false;
-        return s;
+    return false;
+}
+
+/* One "[0-9]*(.[0-9]*)?unit" group, added to *total. */
+static bool parse_duration_group(const char **s, uint64_t *total)
+{
+    const char *p = *s;
+    uint64_t v, f = 0, unit;
+    double scale = 1;
+    if (!(*p == '.' || is_digit(*p)) || !leading_int(&p, &v))
+        return false;
+    bool pre = p != *s, post = false;
+    if (*p == '.') {
+        const char *frac = ++p;
+        leading_fraction(&p, &f, &scale);
+        post = p != frac;
     }
-    s = after;
-    if (whole > limit / unit) {
-        *ok = false;
-        return s;
+    if ((!pre && !post) || !parse_unit(&p, &unit) || v > DUR_LIMIT / unit)
+        return false; /* ".s": no digits at all; "1": no unit */
+    v *= unit;
+    if (f > 0) {
+        /* Exactly Go's expression: float64(f) * (float64(unit) / scale), truncated. f < scale,
+         * so the product is below one unit (at most 3.6e12) and the conversion is exact. */
+        v += (uint64_t)((double)f * ((double)unit / scale));
+        if (v > DUR_LIMIT)
+            return false;
     }
-    uint64_t v = whole * unit;
-    if (frac)
-        v += (uint64_t)((double)frac * ((double)unit / (double)scale));
+    /* Go adds without this check and can wrap at exactly 2 * (1<<63); we refuse instead. */
+    if (v > DUR_LIMIT - *total)
+        return false;
     *total += v;
-    if (*total > limit)
-        *ok = false;
-    return s;
+    *s = p;
+    return true;
 }
 
 bool go_parse_duration(const char *s, int64_t *out_ns)
 {
-    if (!s || !*s)
+    if (!s)
         return false;
-    bool neg = false;
+    bool neg = *s == '-';
     if (*s == '-' || *s == '+')
-        neg = *s++ == '-';
-    if (strcmp(s, "0") == 0) {
+        s++;
+    if (strcmp(s, "0") == 0) { /* the only number allowed without a unit */
         *out_ns = 0;
         return true;
     }
     if (!*s)
         return false;
     uint64_t total = 0;
-    bool ok = true;
-    while (ok && *s) {
-        if (*s != '.' && (*s < '0' || *s > '9'))
+    while (*s)
+        if (!parse_duration_group(&s, &total))
             return false;
-        s = parse_group(s, &total, &ok);
-    }
-    if (!ok || (!neg && total > (uint64_t)INT64_MAX))
+    if (!neg && total > (uint64_t)INT64_MAX)
         return false;
-    *out_ns = neg ? (int64_t)(0 - total) : (int64_t)total;
+    *out_ns = neg ? (total == DUR_LIMIT ? INT64_MIN : -(int64_t)total) : (int64_t)total;
     return true;
 }
 
 /* ---- time.Time.Format ---- */
 
-static const char *const month_names[] = {"January",   "February", "March",    "April",
-                                          "May",       "June",     "July",     "August",
-                                          "September", "October",  "November", "December"};
-static const char *const day_names[] = {"Sunday",   "Monday", "Tuesday", "Wednesday",
-                                        "Thursday", "Friday", "Saturday"};
+/* The layout elements, as Go's nextStdChunk recognises them. */
+enum elem {
+    E_NONE = 0,
+    E_LONG_MONTH,   /* January */
+    E_MONTH,        /* Jan */
+    E_NUM_MONTH,    /* 1 */
+    E_ZERO_MONTH,   /* 01 */
+    E_LONG_WEEKDAY, /* Monday */
+    E_WEEKDAY,      /* Mon */
+    E_DAY,          /* 2 */
+    E_UNDER_DAY,    /* _2 */
+    E_ZERO_DAY,     /* 02 */
+    E_UNDER_YDAY,   /* __2 */
+    E_ZERO_YDAY,    /* 002 */
+    E_HOUR,         /* 15 */
+    E_HOUR12,       /* 3 */
+    E_ZERO_HOUR12,  /* 03 */
+    E_MINUTE,       /* 4 */
+    E_ZERO_MINUTE,  /* 04 */
+    E_SECOND,       /* 5 */
+    E_ZERO_SECOND,  /* 05 */
+    E_LONG_YEAR,    /* 2006 */
+    E_YEAR,         /* 06 */
+    E_PM,           /* PM */
+    E_pm,           /* pm */
+    E_ZONE_NAME,    /* MST */
+    E_ZONE,         /* Z07:00, -0700, ...: see struct zone_style */
+    E_FRACTION,     /* .000 .999 ,000 ,999 */
+};
 
+struct zone_style {
+    bool z;       /* "Z" for UTC (the ISO 8601 forms) */
+    bool colon;   /* "+07:00" rather than "+0700" */
+    bool minutes; /* false for the hours-only "-07" and "Z07" */
+    bool seconds; /* "+07:00:00" */
+};
+
+struct element {
+    enum elem kind;
+    size_t len; /* layout bytes it spans */
+    struct zone_style zone;
+    char sep;      /* E_FRACTION: '.' or ',' */
+    size_t digits; /* E_FRACTION: 1 to 9 */
+    bool trim;     /* E_FRACTION: the .999 form */
+};
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Longest first: each table is tried in order and the first prefix wins. */
+static bool match_zone(const char *l, struct element *e)
+{
+    static const struct {
+        const char *tok;
+        struct zone_style style;
+    } zones[] = {
+        {"Z070000", {true, false, true, true}},   {"Z07:00:00", {true, true, true, true}},
+        {"Z0700", {true, false, true, false}},    {"Z07:00", {true, true, true, false}},
+        {"Z07", {true, false, false, false}},     {"-070000", {false, false, true, true}},
+        {"-07:00:00", {false, true, true, true}}, {"-0700", {false, false, true, false}},
+        {"-07:00", {false, true, true, false}},   {"-07", {false, false, false, false}},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(zones); i++) {
+        if (starts_with(l, zones[i].tok)) {
+            *e = (struct element){.kind = E_ZONE, .len = strlen(zones[i].tok)};
+            e->zone = zones[i].style;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ".000", ",999": a run of one repeated digit (0 or 9) that no other digit follows. */
+static bool match_fraction(const char *l, struct element *e)
+{
+    if (l[1] != '0' && l[1] != '9')
+        return false;
+    size_t n = 1;
+    while (l[n] == l[1])
+        n++;
+    if (is_digit(l[n]))
+        return false;
+    *e = (struct element){.kind = E_FRACTION, .len = n, .sep = l[0]};
+    e->digits = n - 1 > 9 ? 9 : n - 1; /* Go prints at most nanoseconds */
+    e->trim = l[1] == '9';
+    return true;
+}
+
+static struct element simple(enum elem kind, size_t len)
+{
+    return (struct element){.kind = kind, .len = len};
+}
+
+/* "Jan" and "Mon" count only when no lower-case letter follows: "Janet" and "Month" are text. */
+static bool lower_next(const char *l, size_t n)
+{
+    return l[n] >= 'a' && l[n] <= 'z';
+}
+
+/* The element at the start of l; kind E_NONE when l starts with plain text. */
+static struct element next_element(const char *l)
+{
+    static const enum elem zero_x[] = {E_ZERO_MONTH,  E_ZERO_DAY,    E_ZERO_HOUR12,
+                                       E_ZERO_MINUTE, E_ZERO_SECOND, E_YEAR};
+    struct element e = {0};
+    switch (l[0]) {
+    case 'J':
+        if (starts_with(l, "January"))
+            return simple(E_LONG_MONTH, 7);
+        if (starts_with(l, "Jan") && !lower_next(l, 3))
+            return simple(E_MONTH, 3);
+        break;
+    case 'M':
+        if (starts_with(l, "Monday"))
+            return simple(E_LONG_WEEKDAY, 6);
+        if (starts_with(l, "Mon") && !lower_next(l, 3))
+            return simple(E_WEEKDAY, 3);
+        if (starts_with(l, "MST"))
+            return simple(E_ZONE_NAME, 3);
+        break;
+    case '0':
+        if (l[1] >= '1' && l[1] <= '6')
+            return simple(zero_x[l[1] - '1'], 2);
+        if (l[1] == '0' && l[2] == '2')
+            return simple(E_ZERO_YDAY, 3);
+        break;
+    case '1':
+        return l[1] == '5' ? simple(E_HOUR, 2) : simple(E_NUM_MONTH, 1);
+    case '2':
+        return starts_with(l, "2006") ? simple(E_LONG_YEAR, 4) : simple(E_DAY, 1);
+    case '_':
+        /* "_2006" is a literal '_' and a year: leave the '_' as text, "2006" matches next. */
+        if (l[1] == '2' && !starts_with(l + 1, "2006"))
+            return simple(E_UNDER_DAY, 2);
+        if (l[1] == '_' && l[2] == '2')
+            return simple(E_UNDER_YDAY, 3);
+        break;
+    case '3':
+        return simple(E_HOUR12, 1);
+    case '4':
+        return simple(E_MINUTE, 1);
+    case '5':
+        return simple(E_SECOND, 1);
+    case 'P':
+        if (l[1] == 'M')
+            return simple(E_PM, 2);
+        break;
+    case 'p':
+        if (l[1] == 'm')
+            return simple(E_pm, 2);
+        break;
+    case 'Z':
+    case '-':
+        if (match_zone(l, &e))
+            return e;
+        break;
+    case '.':
+    case ',':
+        if (match_fraction(l, &e))
+            return e;
+        break;
+    }
+    return simple(E_NONE, 0);
+}
+
+/* A bounded output: len counts every byte offered, only those that fit are stored. */
 struct out {
     char *buf;
     size_t cap, len;
@@ -153,199 +362,160 @@ struct out {
 
 static void put(struct out *o, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++, o->len++)
         if (o->len + 1 < o->cap)
             o->buf[o->len] = s[i];
-        o->len++;
-    }
 }
 
-static void putf(struct out *o, const char *fmt, int v)
+static void put_str(struct out *o, const char *s)
 {
-    char tmp[16];
+    put(o, s, strlen(s));
+}
+
+/* printf-style with one int argument: "%02d", "%3d", ... */
+static void put_int(struct out *o, const char *fmt, int v)
+{
+    char tmp[24];
     int n = snprintf(tmp, sizeof(tmp), fmt, v);
-    put(o, tmp, (size_t)n);
+    if (n > 0)
+        put(o, tmp, (size_t)n);
 }
 
-/* Zone offset in Go's styles: colons between fields, seconds optional, 'Z' for UTC. */
-static void put_zone(struct out *o, long off, bool z, bool colon, bool hours_only, bool seconds)
+/* Go's zone offsets: sign, hours, then minutes and seconds as the style asks. */
+static void put_zone(struct out *o, long offset, struct zone_style st)
 {
-    if (z && off == 0) {
-        put(o, "Z", 1);
+    if (st.z && offset == 0) {
+        put_str(o, "Z");
         return;
     }
-    char sign = off < 0 ? '-' : '+';
-    long a = off < 0 ? -off : off;
-    put(o, &sign, 1);
-    putf(o, "%02d", (int)(a / 3600));
-    if (hours_only)
+    long a = offset < 0 ? -offset : offset;
+    put_str(o, offset < 0 ? "-" : "+");
+    put_int(o, "%02d", (int)(a / 3600));
+    if (st.minutes) {
+        if (st.colon)
+            put_str(o, ":");
+        put_int(o, "%02d", (int)(a / 60 % 60));
+    }
+    if (st.seconds) {
+        if (st.colon)
+            put_str(o, ":");
+        put_int(o, "%02d", (int)(a % 60));
+    }
+}
+
+/* MST: the zone's abbreviation; without one Go prints the offset as -0700. */
+static void put_zone_name(struct out *o, const struct tm *t)
+{
+    if (t->tm_zone && t->tm_zone[0])
+        put_str(o, t->tm_zone);
+    else
+        put_zone(o, t->tm_gmtoff, (struct zone_style){false, false, true, false});
+}
+
+/* .000 prints a fixed number of digits; .999 drops trailing zeros, and the separator too when
+ * nothing is left. */
+static void put_fraction(struct out *o, const struct element *e, long nsec)
+{
+    char digits[16];
+    snprintf(digits, sizeof(digits), "%09ld", nsec);
+    size_t n = e->digits;
+    if (e->trim)
+        while (n > 0 && digits[n - 1] == '0')
+            n--;
+    if (n == 0 && e->trim)
         return;
-    if (colon)
-        put(o, ":", 1);
-    putf(o, "%02d", (int)(a / 60 % 60));
-    if (seconds) {
-        if (colon)
-            put(o, ":", 1);
-        putf(o, "%02d", (int)(a % 60));
-    }
+    put(o, &e->sep, 1);
+    put(o, digits, n);
 }
 
-/* ".000" / ",999" and friends; returns the layout length consumed, or 0. */
-static size_t put_fraction(struct out *o, const char *l, long nsec)
+static void put_element(struct out *o, const struct element *e, const struct tm *t, long nsec)
 {
-    if ((l[0] != '.' && l[0] != ',') || (l[1] != '0' && l[1] != '9'))
-        return 0;
-    size_t n = 1;
-    while (l[n] == l[1])
-        n++;
-    if (l[n] >= '0' && l[n] <= '9')
-        return 0; /* Go: a fraction must not be followed by a digit */
-    size_t digits = n - 1 > 9 ? 9 : n - 1;
-    char frac[10];
-    snprintf(frac, sizeof(frac), "%09ld", nsec);
-    frac[digits] = '\0';
-    if (l[1] == '9') {
-        size_t k = digits;
-        while (k > 0 && frac[k - 1] == '0')
-            k--;
-        if (k == 0)
-            return n;
-        frac[k] = '\0';
-    }
-    put(o, &l[0], 1);
-    put(o, frac, strlen(frac));
-    return n;
-}
-
-static bool starts(const char *l, const char *tok)
-{
-    return strncmp(l, tok, strlen(tok)) == 0;
-}
-
-/* One element at l, if any; returns the layout length consumed (0: not an element). */
-static size_t put_element(struct out *o, const char *l, const struct tm *t, long nsec)
-{
+    static const char *const months[] = {"January",   "February", "March",    "April",
+                                         "May",       "June",     "July",     "August",
+                                         "September", "October",  "November", "December"};
+    static const char *const days[] = {"Sunday",   "Monday", "Tuesday", "Wednesday",
+                                       "Thursday", "Friday", "Saturday"};
     int hour12 = t->tm_hour % 12 == 0 ? 12 : t->tm_hour % 12;
-    const char *zone = t->tm_zone ? t->tm_zone : "UTC";
-    static const struct {
-        const char *tok;
-        int kind;
-    } elems[] = {
-        {"January", 1}, {"Jan", 2},     {"Monday", 3},   {"Mon", 4},        {"MST", 5},
-        {"2006", 6},    {"002", 7},     {"__2", 8},      {"_2", 9},         {"01", 10},
-        {"02", 11},     {"03", 12},     {"04", 13},      {"05", 14},        {"06", 15},
-        {"15", 16},     {"PM", 17},     {"pm", 18},      {"Z07:00:00", 19}, {"-07:00:00", 20},
-        {"Z07:00", 21}, {"-07:00", 22}, {"Z070000", 23}, {"-070000", 24},   {"Z0700", 25},
-        {"-0700", 26},  {"Z07", 27},    {"-07", 28},     {"1", 29},         {"2", 30},
-        {"3", 31},      {"4", 32},      {"5", 33},
-    };
-    for (size_t i = 0; i < sizeof(elems) / sizeof(elems[0]); i++) {
-        if (!starts(l, elems[i].tok))
-            continue;
-        switch (elems[i].kind) {
-        case 1:
-            put(o, month_names[t->tm_mon], strlen(month_names[t->tm_mon]));
-            break;
-        case 2:
-            put(o, month_names[t->tm_mon], 3);
-            break;
-        case 3:
-            put(o, day_names[t->tm_wday], strlen(day_names[t->tm_wday]));
-            break;
-        case 4:
-            put(o, day_names[t->tm_wday], 3);
-            break;
-        case 5:
-            put(o, zone, strlen(zone));
-            break;
-        case 6:
-            putf(o, "%04d", t->tm_year + 1900);
-            break;
-        case 7:
-            putf(o, "%03d", t->tm_yday + 1);
-            break;
-        case 8:
-            putf(o, "%3d", t->tm_yday + 1);
-            break;
-        case 9:
-            putf(o, "%2d", t->tm_mday);
-            break;
-        case 10:
-            putf(o, "%02d", t->tm_mon + 1);
-            break;
-        case 11:
-            putf(o, "%02d", t->tm_mday);
-            break;
-        case 12:
-            putf(o, "%02d", hour12);
-            break;
-        case 13:
-            putf(o, "%02d", t->tm_min);
-            break;
-        case 14:
-            putf(o, "%02d", t->tm_sec);
-            break;
-        case 15:
-            putf(o, "%02d", (t->tm_year + 1900) % 100);
-            break;
-        case 16:
-            putf(o, "%02d", t->tm_hour);
-            break;
-        case 17:
-            put(o, t->tm_hour >= 12 ? "PM" : "AM", 2);
-            break;
-        case 18:
-            put(o, t->tm_hour >= 12 ? "pm" : "am", 2);
-            break;
-        case 19:
-            put_zone(o, t->tm_gmtoff, true, true, false, true);
-            break;
-        case 20:
-            put_zone(o, t->tm_gmtoff, false, true, false, true);
-            break;
-        case 21:
-            put_zone(o, t->tm_gmtoff, true, true, false, false);
-            break;
-        case 22:
-            put_zone(o, t->tm_gmtoff, false, true, false, false);
-            break;
-        case 23:
-            put_zone(o, t->tm_gmtoff, true, false, false, true);
-            break;
-        case 24:
-            put_zone(o, t->tm_gmtoff, false, false, false, true);
-            break;
-        case 25:
-            put_zone(o, t->tm_gmtoff, true, false, false, false);
-            break;
-        case 26:
-            put_zone(o, t->tm_gmtoff, false, false, false, false);
-            break;
-        case 27:
-            put_zone(o, t->tm_gmtoff, true, false, true, false);
-            break;
-        case 28:
-            put_zone(o, t->tm_gmtoff, false, false, true, false);
-            break;
-        case 29:
-            putf(o, "%d", t->tm_mon + 1);
-            break;
-        case 30:
-            putf(o, "%d", t->tm_mday);
-            break;
-        case 31:
-            putf(o, "%d", hour12);
-            break;
-        case 32:
-            putf(o, "%d", t->tm_min);
-            break;
-        case 33:
-            putf(o, "%d", t->tm_sec);
-            break;
-        }
-        return strlen(elems[i].tok);
+    int yday = t->tm_yday + 1;
+    switch (e->kind) {
+    case E_NONE:
+        break;
+    case E_LONG_MONTH:
+        put_str(o, months[t->tm_mon]);
+        break;
+    case E_MONTH:
+        put(o, months[t->tm_mon], 3);
+        break;
+    case E_NUM_MONTH:
+        put_int(o, "%d", t->tm_mon + 1);
+        break;
+    case E_ZERO_MONTH:
+        put_int(o, "%02d", t->tm_mon + 1);
+        break;
+    case E_LONG_WEEKDAY:
+        put_str(o, days[t->tm_wday]);
+        break;
+    case E_WEEKDAY:
+        put(o, days[t->tm_wday], 3);
+        break;
+    case E_DAY:
+        put_int(o, "%d", t->tm_mday);
+        break;
+    case E_UNDER_DAY:
+        put_int(o, "%2d", t->tm_mday);
+        break;
+    case E_ZERO_DAY:
+        put_int(o, "%02d", t->tm_mday);
+        break;
+    case E_UNDER_YDAY:
+        put_int(o, "%3d", yday);
+        break;
+    case E_ZERO_YDAY:
+        put_int(o, "%03d", yday);
+        break;
+    case E_HOUR:
+        put_int(o, "%02d", t->tm_hour);
+        break;
+    case E_HOUR12:
+        put_int(o, "%d", hour12);
+        break;
+    case E_ZERO_HOUR12:
+        put_int(o, "%02d", hour12);
+        break;
+    case E_MINUTE:
+        put_int(o, "%d", t->tm_min);
+        break;
+    case E_ZERO_MINUTE:
+        put_int(o, "%02d", t->tm_min);
+        break;
+    case E_SECOND:
+        put_int(o, "%d", t->tm_sec);
+        break;
+    case E_ZERO_SECOND:
+        put_int(o, "%02d", t->tm_sec);
+        break;
+    case E_LONG_YEAR:
+        put_int(o, "%04d", t->tm_year + 1900);
+        break;
+    case E_YEAR:
+        put_int(o, "%02d", (t->tm_year + 1900) % 100);
+        break;
+    case E_PM:
+        put_str(o, t->tm_hour >= 12 ? "PM" : "AM");
+        break;
+    case E_pm:
+        put_str(o, t->tm_hour >= 12 ? "pm" : "am");
+        break;
+    case E_ZONE_NAME:
+        put_zone_name(o, t);
+        break;
+    case E_ZONE:
+        put_zone(o, t->tm_gmtoff, e->zone);
+        break;
+    case E_FRACTION:
+        put_fraction(o, e, nsec);
+        break;
     }
-    return put_fraction(o, l, nsec);
 }
 
 size_t go_time_format(char *buf, size_t cap, const char *layout, const struct timespec *ts,
@@ -353,22 +523,26 @@ size_t go_time_format(char *buf, size_t cap, const char *layout, const struct ti
 {
     struct tm t;
     time_t sec = ts->tv_sec;
-    if (utc)
-        gmtime_r(&sec, &t);
-    else
-        localtime_r(&sec, &t);
-    if (utc)
-        t.tm_zone = "UTC";
-    struct out o = {buf, cap, 0};
-    for (const char *l = layout; *l;) {
-        size_t n = put_element(&o, l, &t, ts->tv_nsec);
-        if (n == 0) {
-            put(&o, l, 1);
-            n = 1;
-        }
-        l += n;
+    if (utc ? !gmtime_r(&sec, &t) : !localtime_r(&sec, &t))
+        t = (struct tm){.tm_mday = 1, .tm_year = 70}; /* out of range: print the epoch */
+    if (utc) {
+        t.tm_zone = "UTC"; /* glibc says "GMT"; Go says "UTC" */
+        t.tm_gmtoff = 0;
     }
-    if (cap > 0)
-        buf[o.len < cap ? o.len : cap - 1] = '\0';
-    return o.len < cap ? o.len : (cap ? cap - 1 : 0);
+    long nsec = ts->tv_nsec >= 0 && ts->tv_nsec < 1000000000 ? ts->tv_nsec : 0;
+    struct out o = {buf, cap, 0};
+    for (const char *l = layout ? layout : GO_RFC3339; *l;) {
+        struct element e = next_element(l);
+        if (e.kind == E_NONE) {
+            put(&o, l++, 1); /* plain text is copied */
+            continue;
+        }
+        put_element(&o, &e, &t, nsec);
+        l += e.len;
+    }
+    if (cap == 0)
+        return 0;
+    size_t n = o.len < cap ? o.len : cap - 1;
+    buf[n] = '\0';
+    return n;
 }

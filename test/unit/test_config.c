@@ -1,11 +1,15 @@
-/* The seed's table: defaults, Go parsing, one clear issue per invalid value, no secrets. */
+/* The seed's table and ours: defaults, Go parsing, one clear issue per invalid value, no
+ * secrets in issues. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "config.h"
 
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
 struct env {
-    const char *kv[40];
+    const char *kv[40]; /* "NAME=value", NULL-terminated */
 };
 
 static const char *lookup(void *ud, const char *name)
@@ -18,6 +22,13 @@ static const char *lookup(void *ud, const char *name)
     return NULL;
 }
 
+/* Loads from a single "NAME=value". */
+static void load1(struct config *c, const char *kv)
+{
+    struct env e = {{kv, NULL}};
+    CHECK(config_load(c, lookup, &e) == 0);
+}
+
 static const struct config_issue *issue_for(const struct config *c, const char *var)
 {
     for (size_t i = 0; i < c->n_issues; i++)
@@ -26,34 +37,98 @@ static const struct config_issue *issue_for(const struct config *c, const char *
     return NULL;
 }
 
+/* No issue field holds needle. */
+static bool issues_free_of(const struct config *c, const char *needle)
+{
+    for (size_t i = 0; i < c->n_issues; i++) {
+        const struct config_issue *is = &c->issues[i];
+        if (strstr(is->value, needle) || strstr(is->default_value, needle) ||
+            strstr(is->detail, needle))
+            return false;
+    }
+    return true;
+}
+
+static void check_defaults(const struct config *c)
+{
+    CHECK_STR(c->remote_address, "https://ingest.pyroscope.cloud");
+    CHECK_STR(c->auth_token, "");
+    CHECK(!c->self_profiling && !c->flush_on_invoke && !c->dev_mode);
+    CHECK(c->timeout_ns == 10000000000LL);
+    CHECK(c->num_workers == 5);
+    CHECK(c->n_http_headers == 0);
+    CHECK_STR(c->tenant_id, "");
+    CHECK_STR(c->basic_auth_user, "");
+    CHECK_STR(c->basic_auth_password, "");
+    CHECK(c->log.level == LOG_LEVEL_INFO && c->log.format == LOG_FORMAT_TEXT);
+    CHECK_STR(c->log.timestamp_layout, "2006-01-02T15:04:05Z07:00");
+    CHECK(!c->log.timestamp_disable && c->log.timestamp_utc);
+    CHECK_STR(c->log.field_time, "time");
+    CHECK_STR(c->log.field_level, "level");
+    CHECK_STR(c->log.field_msg, "msg");
+    CHECK_STR(c->log.field_logrus_error, "logrus_error");
+    CHECK_STR(c->log.field_func, "func");
+    CHECK_STR(c->log.field_file, "file");
+    CHECK(c->relay_port == 4040 && c->queue_max_count == 256);
+    CHECK(c->queue_max_bytes == 33554432 && c->max_body_bytes == 8388608);
+    CHECK(c->max_retries == 3);
+    CHECK(c->max_header_bytes == 65536 && c->max_connections == 128);
+    CHECK(c->client_timeout_ns == 10000000000LL);
+}
+
 static void test_defaults(void)
 {
     struct env e = {{NULL}};
     struct config c;
     CHECK(config_load(&c, lookup, &e) == 0);
-    CHECK_STR(c.remote_address, "https://ingest.pyroscope.cloud");
-    CHECK_STR(c.auth_token, "");
-    CHECK(!c.self_profiling && !c.flush_on_invoke && !c.dev_mode);
-    CHECK(c.timeout_ns == 10000000000LL);
-    CHECK(c.num_workers == 5);
-    CHECK(c.n_http_headers == 0);
-    CHECK_STR(c.tenant_id, "");
-    CHECK_STR(c.basic_auth_user, "");
-    CHECK_STR(c.basic_auth_password, "");
-    CHECK(c.log.level == LOG_LEVEL_INFO && c.log.format == LOG_FORMAT_TEXT);
-    CHECK_STR(c.log.timestamp_layout, "2006-01-02T15:04:05Z07:00");
-    CHECK(!c.log.timestamp_disable);
-    CHECK_STR(c.log.field_time, "time");
-    CHECK_STR(c.log.field_level, "level");
-    CHECK_STR(c.log.field_msg, "msg");
-    CHECK_STR(c.log.field_logrus_error, "logrus_error");
-    CHECK_STR(c.log.field_func, "func");
-    CHECK_STR(c.log.field_file, "file");
-    CHECK(c.relay_port == 4040 && c.queue_max_count == 256);
-    CHECK(c.queue_max_bytes == 32u << 20 && c.max_body_bytes == 8u << 20);
-    CHECK(c.max_retries == 3);
-    CHECK(c.max_header_bytes == 64u << 10 && c.max_connections == 128);
-    CHECK(c.client_timeout_ns == 10000000000LL);
+    check_defaults(&c);
+    CHECK(c.n_issues == 0);
+    config_free(&c);
+}
+
+/* The Go extension treats an empty variable as unset: silently the default. */
+static void test_empty_means_default(void)
+{
+    static const char *const names[] = {
+        "PYROSCOPE_REMOTE_ADDRESS",
+        "PYROSCOPE_AUTH_TOKEN",
+        "PYROSCOPE_SELF_PROFILING",
+        "PYROSCOPE_LOG_LEVEL",
+        "PYROSCOPE_TIMEOUT",
+        "PYROSCOPE_NUM_WORKERS",
+        "PYROSCOPE_FLUSH_ON_INVOKE",
+        "PYROSCOPE_HTTP_HEADERS",
+        "PYROSCOPE_TENANT_ID",
+        "PYROSCOPE_BASIC_AUTH_USER",
+        "PYROSCOPE_BASIC_AUTH_PASSWORD",
+        "PYROSCOPE_LOG_FORMAT",
+        "PYROSCOPE_LOG_TIMESTAMP_FORMAT",
+        "PYROSCOPE_LOG_TIMESTAMP_DISABLE",
+        "PYROSCOPE_LOG_TIMESTAMP_FIELD_NAME",
+        "PYROSCOPE_LOG_LEVEL_FIELD_NAME",
+        "PYROSCOPE_LOG_MSG_FIELD_NAME",
+        "PYROSCOPE_LOG_LOGRUS_ERROR_FIELD_NAME",
+        "PYROSCOPE_LOG_FUNC_FIELD_NAME",
+        "PYROSCOPE_LOG_FILE_FIELD_NAME",
+        "PYROSCOPE_DEV_MODE",
+        "PYROSCOPE_RELAY_PORT",
+        "PYROSCOPE_QUEUE_MAX_COUNT",
+        "PYROSCOPE_QUEUE_MAX_BYTES",
+        "PYROSCOPE_MAX_BODY_BYTES",
+        "PYROSCOPE_MAX_RETRIES",
+        "PYROSCOPE_MAX_HEADER_BYTES",
+        "PYROSCOPE_MAX_CONNECTIONS",
+        "PYROSCOPE_CLIENT_TIMEOUT",
+    };
+    static char storage[ARRAY_LEN(names)][64];
+    struct env e = {{NULL}};
+    for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+        snprintf(storage[i], sizeof(storage[i]), "%s=", names[i]);
+        e.kv[i] = storage[i];
+    }
+    struct config c;
+    CHECK(config_load(&c, lookup, &e) == 0);
+    check_defaults(&c);
     CHECK(c.n_issues == 0);
     config_free(&c);
 }
@@ -61,109 +136,402 @@ static void test_defaults(void)
 static void test_values(void)
 {
     struct env e = {{"PYROSCOPE_REMOTE_ADDRESS=http://127.0.0.1:9/base//",
-                     "PYROSCOPE_AUTH_TOKEN=tok", "PYROSCOPE_SELF_PROFILING=T",
-                     "PYROSCOPE_LOG_LEVEL=Debug", "PYROSCOPE_TIMEOUT=1m30s",
-                     "PYROSCOPE_NUM_WORKERS=12", "PYROSCOPE_FLUSH_ON_INVOKE=1",
-                     "PYROSCOPE_HTTP_HEADERS={\"X-A\":\"1\",\"X-B\":\"two\"}",
-                     "PYROSCOPE_TENANT_ID=t1", "PYROSCOPE_LOG_FORMAT=json",
-                     "PYROSCOPE_LOG_TIMESTAMP_FORMAT=15:04", "PYROSCOPE_LOG_TIMESTAMP_DISABLE=true",
-                     "PYROSCOPE_LOG_MSG_FIELD_NAME=message", "PYROSCOPE_LOG_FILE_FIELD_NAME=src",
-                     "PYROSCOPE_RELAY_PORT=5050", "PYROSCOPE_TIMEOUT_UNUSED=x", NULL}};
+                     "PYROSCOPE_AUTH_TOKEN=tok",
+                     "PYROSCOPE_SELF_PROFILING=T",
+                     "PYROSCOPE_LOG_LEVEL=Debug",
+                     "PYROSCOPE_TIMEOUT=1m30s",
+                     "PYROSCOPE_NUM_WORKERS=12",
+                     "PYROSCOPE_FLUSH_ON_INVOKE=1",
+                     "PYROSCOPE_HTTP_HEADERS={\"X-A\":\"1\",\"X-B\":\"two words\",\"X-E\":\"\"}",
+                     "PYROSCOPE_TENANT_ID=t1",
+                     "PYROSCOPE_BASIC_AUTH_USER=u",
+                     "PYROSCOPE_BASIC_AUTH_PASSWORD=p\r\nw", /* base64-encoded later: allowed */
+                     "PYROSCOPE_LOG_FORMAT=JSON",
+                     "PYROSCOPE_LOG_TIMESTAMP_FORMAT=15:04",
+                     "PYROSCOPE_LOG_TIMESTAMP_DISABLE=true",
+                     "PYROSCOPE_LOG_TIMESTAMP_FIELD_NAME=ts",
+                     "PYROSCOPE_LOG_LEVEL_FIELD_NAME=severity",
+                     "PYROSCOPE_LOG_MSG_FIELD_NAME=message",
+                     "PYROSCOPE_LOG_LOGRUS_ERROR_FIELD_NAME=encoding_error",
+                     "PYROSCOPE_LOG_FUNC_FIELD_NAME=fn",
+                     "PYROSCOPE_LOG_FILE_FIELD_NAME=src",
+                     "PYROSCOPE_DEV_MODE=True",
+                     "PYROSCOPE_RELAY_PORT=5050",
+                     "PYROSCOPE_QUEUE_MAX_COUNT=10",
+                     "PYROSCOPE_QUEUE_MAX_BYTES=1048576",
+                     "PYROSCOPE_MAX_BODY_BYTES=1024",
+                     "PYROSCOPE_MAX_RETRIES=0",
+                     "PYROSCOPE_MAX_HEADER_BYTES=2048",
+                     "PYROSCOPE_MAX_CONNECTIONS=7",
+                     "PYROSCOPE_CLIENT_TIMEOUT=250ms",
+                     "PYROSCOPE_TIMEOUT_UNUSED=x",
+                     NULL}};
     struct config c;
     CHECK(config_load(&c, lookup, &e) == 0);
     CHECK_STR(c.remote_address, "http://127.0.0.1:9/base");
     CHECK_STR(c.auth_token, "tok");
-    CHECK(c.self_profiling && c.flush_on_invoke);
+    CHECK(c.self_profiling && c.flush_on_invoke && c.dev_mode);
     CHECK(c.log.level == LOG_LEVEL_DEBUG && c.log.format == LOG_FORMAT_JSON);
     CHECK(c.timeout_ns == 90000000000LL && c.num_workers == 12);
-    CHECK(c.n_http_headers == 2);
-    CHECK(c.relay_port == 5050);
+    CHECK(c.n_http_headers == 3);
+    if (c.n_http_headers == 3) { /* in the order given */
+        CHECK_STR(c.http_headers[0].name, "X-A");
+        CHECK_STR(c.http_headers[0].value, "1");
+        CHECK_STR(c.http_headers[1].name, "X-B");
+        CHECK_STR(c.http_headers[1].value, "two words");
+        CHECK_STR(c.http_headers[2].name, "X-E");
+        CHECK_STR(c.http_headers[2].value, "");
+    }
+    CHECK_STR(c.tenant_id, "t1");
+    CHECK_STR(c.basic_auth_user, "u");
+    CHECK_STR(c.basic_auth_password, "p\r\nw");
     CHECK_STR(c.log.timestamp_layout, "15:04");
-    CHECK(c.log.timestamp_disable);
+    CHECK(c.log.timestamp_disable && c.log.timestamp_utc);
+    CHECK_STR(c.log.field_time, "ts");
+    CHECK_STR(c.log.field_level, "severity");
     CHECK_STR(c.log.field_msg, "message");
+    CHECK_STR(c.log.field_logrus_error, "encoding_error");
+    CHECK_STR(c.log.field_func, "fn");
     CHECK_STR(c.log.field_file, "src");
+    CHECK(c.relay_port == 5050 && c.queue_max_count == 10);
+    CHECK(c.queue_max_bytes == 1048576 && c.max_body_bytes == 1024);
+    CHECK(c.max_retries == 0 && c.max_header_bytes == 2048 && c.max_connections == 7);
+    CHECK(c.client_timeout_ns == 250000000);
     CHECK(c.n_issues == 0);
     config_free(&c);
 }
 
-static void test_invalid_values_fall_back_with_one_issue_each(void)
+/* The log strings belong to the config: they are not the environment's and outlive it. */
+static void test_log_strings_owned(void)
 {
-    struct env e = {{"PYROSCOPE_TIMEOUT=10", "PYROSCOPE_NUM_WORKERS=0",
-                     "PYROSCOPE_FLUSH_ON_INVOKE=yes", "PYROSCOPE_LOG_LEVEL=loud",
-                     "PYROSCOPE_LOG_FORMAT=xml", "PYROSCOPE_RELAY_PORT=70000",
-                     "PYROSCOPE_REMOTE_ADDRESS=ftp://x", "PYROSCOPE_SELF_PROFILING=maybe", NULL}};
+    char var[] = "PYROSCOPE_LOG_MSG_FIELD_NAME=message";
+    struct env e = {{var, NULL}};
     struct config c;
-    config_load(&c, lookup, &e);
-    CHECK(c.n_issues == 8);
-    const struct config_issue *t = issue_for(&c, "PYROSCOPE_TIMEOUT");
-    CHECK(t && t->level == LOG_LEVEL_WARN);
-    CHECK(t && strcmp(t->value, "10") == 0 && strcmp(t->default_value, "10s") == 0);
-    CHECK(c.timeout_ns == 10000000000LL);
-    CHECK(c.num_workers == 5 && issue_for(&c, "PYROSCOPE_NUM_WORKERS"));
-    CHECK(!c.flush_on_invoke && issue_for(&c, "PYROSCOPE_FLUSH_ON_INVOKE"));
-    CHECK(c.log.level == LOG_LEVEL_INFO && issue_for(&c, "PYROSCOPE_LOG_LEVEL"));
-    CHECK(c.log.format == LOG_FORMAT_TEXT && issue_for(&c, "PYROSCOPE_LOG_FORMAT"));
-    CHECK(c.relay_port == 4040 && issue_for(&c, "PYROSCOPE_RELAY_PORT"));
-    CHECK_STR(c.remote_address, "https://ingest.pyroscope.cloud");
-    CHECK(issue_for(&c, "PYROSCOPE_SELF_PROFILING") != NULL);
+    CHECK(config_load(&c, lookup, &e) == 0);
+    memset(var, 'x', sizeof(var) - 1);
+    CHECK_STR(c.log.field_msg, "message");
+    const char *const *fields[] = {
+        &c.log.timestamp_layout,   &c.log.field_time, &c.log.field_level, &c.log.field_msg,
+        &c.log.field_logrus_error, &c.log.field_func, &c.log.field_file};
+    for (size_t i = 0; i < ARRAY_LEN(fields); i++) {
+        bool owned = false;
+        for (size_t k = 0; k < ARRAY_LEN(c.owned_log_strings); k++)
+            owned |= *fields[i] == c.owned_log_strings[k];
+        CHECK(owned);
+    }
+    log_configure(&c.log);
+    CHECK(log_enabled(LOG_LEVEL_INFO) && !log_enabled(LOG_LEVEL_DEBUG));
+    struct log_options d;
+    log_options_default(&d);
+    log_configure(&d);
     config_free(&c);
 }
 
-static void test_http_headers_errors_never_show_values(void)
+/* One invalid value: exactly one issue naming it, and the default applies. */
+struct bad_case {
+    const char *kv;
+    const char *var;
+    enum log_level level;
+    const char *value;
+    const char *default_value;
+    const char *detail_has;
+};
+
+static const struct bad_case bad_cases[] = {
+    {"PYROSCOPE_SELF_PROFILING=maybe", "PYROSCOPE_SELF_PROFILING", LOG_LEVEL_WARN, "maybe", "false",
+     "not a Go bool"},
+    {"PYROSCOPE_FLUSH_ON_INVOKE=yes", "PYROSCOPE_FLUSH_ON_INVOKE", LOG_LEVEL_WARN, "yes", "false",
+     "not a Go bool"},
+    {"PYROSCOPE_LOG_TIMESTAMP_DISABLE=TRue", "PYROSCOPE_LOG_TIMESTAMP_DISABLE", LOG_LEVEL_WARN,
+     "TRue", "false", "not a Go bool"},
+    {"PYROSCOPE_DEV_MODE=on", "PYROSCOPE_DEV_MODE", LOG_LEVEL_WARN, "on", "false", "not a Go bool"},
+    {"PYROSCOPE_TIMEOUT=10", "PYROSCOPE_TIMEOUT", LOG_LEVEL_WARN, "10", "10s",
+     "not a Go duration (e.g. 10s, 250ms, 1m30s)"},
+    {"PYROSCOPE_TIMEOUT=0s", "PYROSCOPE_TIMEOUT", LOG_LEVEL_WARN, "0s", "10s", "greater than zero"},
+    {"PYROSCOPE_TIMEOUT=-1s", "PYROSCOPE_TIMEOUT", LOG_LEVEL_WARN, "-1s", "10s",
+     "greater than zero"},
+    {"PYROSCOPE_NUM_WORKERS=0", "PYROSCOPE_NUM_WORKERS", LOG_LEVEL_WARN, "0", "5", "at least 1"},
+    {"PYROSCOPE_NUM_WORKERS=five", "PYROSCOPE_NUM_WORKERS", LOG_LEVEL_WARN, "five", "5",
+     "not an integer"},
+    {"PYROSCOPE_NUM_WORKERS=-2", "PYROSCOPE_NUM_WORKERS", LOG_LEVEL_WARN, "-2", "5", "at least 1"},
+    {"PYROSCOPE_LOG_LEVEL=loud", "PYROSCOPE_LOG_LEVEL", LOG_LEVEL_WARN, "loud", "info",
+     "not a log level"},
+    {"PYROSCOPE_LOG_FORMAT=xml", "PYROSCOPE_LOG_FORMAT", LOG_LEVEL_WARN, "xml", "text",
+     "not a log format"},
+    {"PYROSCOPE_RELAY_PORT=70000", "PYROSCOPE_RELAY_PORT", LOG_LEVEL_WARN, "70000", "4040",
+     "between 1 and 65535"},
+    {"PYROSCOPE_RELAY_PORT=0", "PYROSCOPE_RELAY_PORT", LOG_LEVEL_WARN, "0", "4040",
+     "between 1 and 65535"},
+    {"PYROSCOPE_RELAY_PORT=80x", "PYROSCOPE_RELAY_PORT", LOG_LEVEL_WARN, "80x", "4040",
+     "not an integer"},
+    {"PYROSCOPE_QUEUE_MAX_COUNT=0", "PYROSCOPE_QUEUE_MAX_COUNT", LOG_LEVEL_WARN, "0", "256",
+     "between 1 and"},
+    {"PYROSCOPE_QUEUE_MAX_BYTES=1023", "PYROSCOPE_QUEUE_MAX_BYTES", LOG_LEVEL_WARN, "1023",
+     "33554432", "between 1024 and"},
+    {"PYROSCOPE_MAX_BODY_BYTES=0", "PYROSCOPE_MAX_BODY_BYTES", LOG_LEVEL_WARN, "0", "8388608",
+     "between 1 and"},
+    {"PYROSCOPE_MAX_RETRIES=21", "PYROSCOPE_MAX_RETRIES", LOG_LEVEL_WARN, "21", "3",
+     "between 0 and 20"},
+    {"PYROSCOPE_MAX_HEADER_BYTES=10", "PYROSCOPE_MAX_HEADER_BYTES", LOG_LEVEL_WARN, "10", "65536",
+     "between 1024 and"},
+    {"PYROSCOPE_MAX_CONNECTIONS=0", "PYROSCOPE_MAX_CONNECTIONS", LOG_LEVEL_WARN, "0", "128",
+     "between 1 and"},
+    {"PYROSCOPE_CLIENT_TIMEOUT=fast", "PYROSCOPE_CLIENT_TIMEOUT", LOG_LEVEL_WARN, "fast", "10s",
+     "not a Go duration"},
+    {"PYROSCOPE_REMOTE_ADDRESS=ftp://x", "PYROSCOPE_REMOTE_ADDRESS", LOG_LEVEL_ERROR, "ftp://x",
+     CONFIG_DEFAULT_REMOTE, "not an http:// or https:// URL"},
+    {"PYROSCOPE_REMOTE_ADDRESS=ingest.example.com", "PYROSCOPE_REMOTE_ADDRESS", LOG_LEVEL_ERROR,
+     "ingest.example.com", CONFIG_DEFAULT_REMOTE, "not an http:// or https:// URL"},
+    {"PYROSCOPE_REMOTE_ADDRESS=https://", "PYROSCOPE_REMOTE_ADDRESS", LOG_LEVEL_ERROR, "https://",
+     CONFIG_DEFAULT_REMOTE, "has no host"},
+    {"PYROSCOPE_REMOTE_ADDRESS=http:///base", "PYROSCOPE_REMOTE_ADDRESS", LOG_LEVEL_ERROR,
+     "http:///base", CONFIG_DEFAULT_REMOTE, "has no host"},
+    {"PYROSCOPE_REMOTE_ADDRESS=http://:4100", "PYROSCOPE_REMOTE_ADDRESS", LOG_LEVEL_ERROR,
+     "http://:4100", CONFIG_DEFAULT_REMOTE, "has no host"},
+    {"PYROSCOPE_REMOTE_ADDRESS=http://h/?x=1", "PYROSCOPE_REMOTE_ADDRESS", LOG_LEVEL_ERROR,
+     "http://h/?x=1", CONFIG_DEFAULT_REMOTE, "query or fragment"},
+    {"PYROSCOPE_REMOTE_ADDRESS=http://a b", "PYROSCOPE_REMOTE_ADDRESS", LOG_LEVEL_ERROR,
+     "http://a b", CONFIG_DEFAULT_REMOTE, "space or a control character"},
+    {"PYROSCOPE_TENANT_ID=t\r\nX-Evil: 1", "PYROSCOPE_TENANT_ID", LOG_LEVEL_ERROR, "t\r\nX-Evil: 1",
+     "", "control character"},
+};
+
+static void test_each_invalid_value(void)
 {
-    struct env bad_json = {{"PYROSCOPE_HTTP_HEADERS={\"X-A\": \"s3cr3t\"", NULL}};
+    for (size_t i = 0; i < ARRAY_LEN(bad_cases); i++) {
+        const struct bad_case *b = &bad_cases[i];
+        struct config c;
+        load1(&c, b->kv);
+        CHECK(c.n_issues == 1);
+        const struct config_issue *is = &c.issues[0];
+        CHECK_STR(is->variable, b->var);
+        CHECK(is->level == b->level);
+        CHECK_STR(is->value, b->value);
+        CHECK_STR(is->default_value, b->default_value);
+        CHECK(strstr(is->detail, b->detail_has) != NULL);
+        if (c.n_issues != 1 || !strstr(is->detail, b->detail_has))
+            fprintf(stderr, "  case %s: %zu issues, detail \"%s\"\n", b->kv, c.n_issues,
+                    is->detail);
+        check_defaults(&c); /* the default applies */
+        config_free(&c);
+    }
+}
+
+static void test_all_invalid_at_once(void)
+{
+    struct env e = {{NULL}};
+    size_t n = 0;
+    for (size_t i = 0; i < ARRAY_LEN(bad_cases); i++) {
+        bool seen = false; /* one value per variable */
+        for (size_t k = 0; k < n; k++)
+            seen |= strncmp(e.kv[k], bad_cases[i].var, strlen(bad_cases[i].var)) == 0;
+        if (!seen)
+            e.kv[n++] = bad_cases[i].kv;
+    }
     struct config c;
-    config_load(&c, lookup, &bad_json);
-    CHECK(c.n_http_headers == 0 && c.n_issues == 1);
-    CHECK(c.issues[0].level == LOG_LEVEL_ERROR);
-    CHECK(strstr(c.issues[0].detail, "invalid JSON") != NULL);
-    CHECK(strstr(c.issues[0].detail, "s3cr3t") == NULL && c.issues[0].value[0] == '\0');
+    CHECK(config_load(&c, lookup, &e) == 0);
+    CHECK(c.n_issues == n);
+    for (size_t k = 0; k < n; k++) {
+        const char *eq = strchr(e.kv[k], '=');
+        char var[64];
+        snprintf(var, sizeof(var), "%.*s", (int)(eq - e.kv[k]), e.kv[k]);
+        CHECK(issue_for(&c, var) != NULL);
+    }
+    check_defaults(&c);
+    config_free(&c);
+}
+
+static void test_workers_capped(void)
+{
+    struct config c;
+    load1(&c, "PYROSCOPE_NUM_WORKERS=100");
+    CHECK(c.num_workers == 64 && c.n_issues == 1);
+    CHECK(c.n_issues == 1 && c.issues[0].level == LOG_LEVEL_WARN);
+    CHECK_STR(c.issues[0].variable, "PYROSCOPE_NUM_WORKERS");
+    CHECK_STR(c.issues[0].value, "100");
+    CHECK_STR(c.issues[0].default_value, "64");
+    config_free(&c);
+    load1(&c, "PYROSCOPE_NUM_WORKERS=64");
+    CHECK(c.num_workers == 64 && c.n_issues == 0);
+    config_free(&c);
+    load1(&c, "PYROSCOPE_NUM_WORKERS=99999999999999999999"); /* past int64: not an integer */
+    CHECK(c.num_workers == 5 && c.n_issues == 1);
+    config_free(&c);
+}
+
+static void test_remote_address(void)
+{
+    struct config c;
+    load1(&c, "PYROSCOPE_REMOTE_ADDRESS=https://profiles.example.com/");
+    CHECK_STR(c.remote_address, "https://profiles.example.com");
+    CHECK(c.n_issues == 0);
+    config_free(&c);
+    load1(&c, "PYROSCOPE_REMOTE_ADDRESS=HTTP://[::1]:4100///");
+    CHECK_STR(c.remote_address, "http://[::1]:4100"); /* scheme in lower case */
+    CHECK(c.n_issues == 0);
+    config_free(&c);
+    load1(&c, "PYROSCOPE_REMOTE_ADDRESS=https://user:pw@h.example/base");
+    CHECK_STR(c.remote_address, "https://user:pw@h.example/base");
+    config_free(&c);
+    /* An invalid address may still hold credentials: they stay out of the issue. */
+    load1(&c, "PYROSCOPE_REMOTE_ADDRESS=ftp://user:s3cr3t@h.example/x");
+    CHECK(c.n_issues == 1 && issues_free_of(&c, "s3cr3t"));
+    CHECK_STR(c.issues[0].value, "ftp://REDACTED@h.example/x");
+    CHECK_STR(c.remote_address, CONFIG_DEFAULT_REMOTE);
+    config_free(&c);
+}
+
+static void test_long_value_truncated(void)
+{
+    char kv[400] = "PYROSCOPE_LOG_LEVEL=";
+    size_t n = strlen(kv);
+    memset(kv + n, 'v', 300);
+    kv[n + 300] = '\0';
+    struct config c;
+    load1(&c, kv);
+    CHECK(c.n_issues == 1);
+    CHECK(strlen(c.issues[0].value) == sizeof(c.issues[0].value) - 1);
+    CHECK(strcmp(c.issues[0].value + sizeof(c.issues[0].value) - 4, "...") == 0);
+    config_free(&c);
+}
+
+/* ---- PYROSCOPE_HTTP_HEADERS ---- */
+
+static void load_headers(struct config *c, const char *json)
+{
+    char kv[512];
+    snprintf(kv, sizeof(kv), "PYROSCOPE_HTTP_HEADERS=%s", json);
+    load1(c, kv);
+}
+
+/* Every issue is an ERROR about PYROSCOPE_HTTP_HEADERS with no value shown and no secret. */
+static void check_header_issues(const struct config *c, size_t n)
+{
+    CHECK(c->n_issues == n);
+    for (size_t i = 0; i < c->n_issues; i++) {
+        CHECK(c->issues[i].level == LOG_LEVEL_ERROR);
+        CHECK_STR(c->issues[i].variable, "PYROSCOPE_HTTP_HEADERS");
+        CHECK_STR(c->issues[i].value, "");
+        CHECK(c->issues[i].detail[0] != '\0');
+    }
+    CHECK(issues_free_of(c, "s3cr3t"));
+}
+
+static void test_headers_invalid_json(void)
+{
+    struct config c;
+    load_headers(&c, "{\"X-A\": \"s3cr3t"); /* jansson would quote the value near the error */
+    check_header_issues(&c, 1);
+    CHECK(c.n_http_headers == 0);
+    CHECK(strstr(c.issues[0].detail, "invalid JSON at line 1 column") != NULL);
+    CHECK_STR(c.issues[0].default_value, "{}");
     config_free(&c);
 
-    struct env mixed = {{"PYROSCOPE_HTTP_HEADERS={\"Good\":\"v1\",\"bad name\":\"s3cr3t\","
-                         "\"X-Num\":5,\"X-Crlf\":\"a\\r\\nInjected: s3cr3t\"}",
-                         NULL}};
-    config_load(&c, lookup, &mixed);
+    load_headers(&c, "{\"X-A\": s3cr3t}");
+    check_header_issues(&c, 1);
+    CHECK(c.n_http_headers == 0 && strstr(c.issues[0].detail, "invalid JSON") != NULL);
+    config_free(&c);
+
+    const char *not_objects[] = {"[1,2]", "\"s3cr3t\"", "5", "null"};
+    for (size_t i = 0; i < ARRAY_LEN(not_objects); i++) {
+        load_headers(&c, not_objects[i]);
+        check_header_issues(&c, 1);
+        CHECK(c.n_http_headers == 0 && strstr(c.issues[0].detail, "not a JSON object") != NULL);
+        config_free(&c);
+    }
+
+    load_headers(&c, "{}");
+    CHECK(c.n_http_headers == 0 && c.n_issues == 0);
+    config_free(&c);
+}
+
+static void test_headers_bad_entries_skipped(void)
+{
+    struct config c;
+    load_headers(&c, "{\"Good\":\"v1\",\"bad name\":\"s3cr3t\",\"X-Num\":5,\"X-Null\":null,"
+                     "\"X-Obj\":{\"k\":\"s3cr3t\"},\"X-Crlf\":\"a\\r\\nInjected: s3cr3t\","
+                     "\"X-Lf\":\"s3cr3t\\n\",\"X-Nul\":\"s3cr3t\\u0000b\",\"Also-Good\":\"v2\"}");
+    CHECK(c.n_http_headers == 2);
+    if (c.n_http_headers == 2) {
+        CHECK_STR(c.http_headers[0].name, "Good");
+        CHECK_STR(c.http_headers[0].value, "v1");
+        CHECK_STR(c.http_headers[1].name, "Also-Good");
+        CHECK_STR(c.http_headers[1].value, "v2");
+    }
+    check_header_issues(&c, 7);
+    CHECK(strstr(c.issues[0].detail, "\"bad\"... is not an RFC 7230 token") != NULL);
+    CHECK(strstr(c.issues[1].detail, "X-Num has a value that is not a string") != NULL);
+    CHECK(strstr(c.issues[2].detail, "X-Null") != NULL);
+    CHECK(strstr(c.issues[3].detail, "X-Obj") != NULL);
+    for (size_t i = 4; i < 7 && i < c.n_issues; i++)
+        CHECK(strstr(c.issues[i].detail, "CR, LF or NUL") != NULL);
+    config_free(&c);
+}
+
+static void test_headers_names(void)
+{
+    struct config c;
+    /* A name shown only up to its first invalid character: the rest may be a secret. */
+    load_headers(&c, "{\"Authorization: Bearer s3cr3t\":\"x\",\"\":\"x\",\"X(1)\":\"x\","
+                     "\"X\\u00e9\":\"x\",\"X-Ok_1.~!#$%&'*+^`|\":\"x\"}");
     CHECK(c.n_http_headers == 1);
-    CHECK_STR(c.http_headers[0].name, "Good");
-    CHECK_STR(c.http_headers[0].value, "v1");
-    CHECK(c.n_issues == 3);
+    if (c.n_http_headers == 1)
+        CHECK_STR(c.http_headers[0].name, "X-Ok_1.~!#$%&'*+^`|");
+    check_header_issues(&c, 4);
+    CHECK(strstr(c.issues[0].detail, "\"Authorization\"...") != NULL);
+    config_free(&c);
+
+    /* Headers that describe the message or the connection belong to the relay. */
+    load_headers(&c, "{\"Content-Length\":\"1\",\"host\":\"h\",\"Transfer-Encoding\":\"chunked\","
+                     "\"Connection\":\"close\",\"Proxy-X\":\"p\",\"expect\":\"100-continue\","
+                     "\"X-Ok\":\"v\"}");
+    CHECK(c.n_http_headers == 1);
+    if (c.n_http_headers == 1)
+        CHECK_STR(c.http_headers[0].name, "X-Ok");
+    check_header_issues(&c, 6);
     for (size_t i = 0; i < c.n_issues; i++)
-        CHECK(strstr(c.issues[i].detail, "s3cr3t") == NULL && c.issues[i].value[0] == '\0');
+        CHECK(strstr(c.issues[i].detail, "set by the relay itself") != NULL);
     config_free(&c);
 
-    struct env reserved = {{"PYROSCOPE_HTTP_HEADERS={\"Content-Length\":\"1\",\"host\":\"h\","
-                            "\"Transfer-Encoding\":\"chunked\",\"Proxy-X\":\"p\",\"X-Ok\":\"v\"}",
-                            NULL}};
-    config_load(&c, lookup, &reserved);
-    CHECK(c.n_http_headers == 1 && c.n_issues == 4);
-    CHECK_STR(c.http_headers[0].name, "X-Ok");
-    CHECK(strstr(c.issues[0].detail, "set by the relay itself") != NULL);
+    /* A repeated key: the last one wins, as in Go's map. */
+    load_headers(&c, "{\"X-A\":\"1\",\"X-A\":\"2\"}");
+    CHECK(c.n_http_headers == 1 && c.n_issues == 0);
+    if (c.n_http_headers == 1)
+        CHECK_STR(c.http_headers[0].value, "2");
     config_free(&c);
+}
 
-    struct env nul = {{"PYROSCOPE_HTTP_HEADERS={\"X-Nul\":\"a\\u0000b\"}", NULL}};
-    config_load(&c, lookup, &nul);
-    CHECK(c.n_http_headers == 0 && c.n_issues == 1);
-    /* jansson refuses a NUL escape outright: the whole variable is rejected, with the reason. */
-    CHECK(c.n_issues == 1 && strstr(c.issues[0].detail, "u0000 is not allowed") != NULL);
-    config_free(&c);
-
-    struct env array = {{"PYROSCOPE_HTTP_HEADERS=[1,2]", NULL}};
-    config_load(&c, lookup, &array);
-    CHECK(c.n_http_headers == 0 && c.n_issues == 1);
+/* More problems than issue slots: the last slot says so. */
+static void test_too_many_issues(void)
+{
+    char json[512] = "{";
+    for (int i = 0; i < 30; i++)
+        snprintf(json + strlen(json), sizeof(json) - strlen(json), "%s\"X-%d\":%d", i ? "," : "", i,
+                 i);
+    strcat(json, "}");
+    struct config c;
+    load_headers(&c, json);
+    CHECK(c.n_issues == CONFIG_MAX_ISSUES && c.n_http_headers == 0);
+    CHECK_STR(c.issues[CONFIG_MAX_ISSUES - 2].variable, "PYROSCOPE_HTTP_HEADERS");
+    CHECK_STR(c.issues[CONFIG_MAX_ISSUES - 1].variable, "configuration");
+    CHECK(strstr(c.issues[CONFIG_MAX_ISSUES - 1].detail, "more configuration problems") != NULL);
     config_free(&c);
 }
 
 static void test_secrets_absent_from_issues(void)
 {
-    struct env e = {{"PYROSCOPE_AUTH_TOKEN=tok-secret", "PYROSCOPE_BASIC_AUTH_PASSWORD=pw-secret",
+    struct env e = {{"PYROSCOPE_AUTH_TOKEN=tok-s3cr3t\r\n",
+                     "PYROSCOPE_BASIC_AUTH_PASSWORD=pw-s3cr3t",
+                     "PYROSCOPE_HTTP_HEADERS={\"X\":\"s3cr3t\",\"X-Y\":1,\"X\\nZ\":\"s3cr3t\"}",
                      "PYROSCOPE_TIMEOUT=bad", NULL}};
     struct config c;
     config_load(&c, lookup, &e);
-    for (size_t i = 0; i < c.n_issues; i++) {
-        CHECK(strstr(c.issues[i].value, "secret") == NULL);
-        CHECK(strstr(c.issues[i].detail, "secret") == NULL);
-    }
+    const struct config_issue *tok = issue_for(&c, "PYROSCOPE_AUTH_TOKEN");
+    CHECK(tok && tok->level == LOG_LEVEL_ERROR && tok->value[0] == '\0');
+    CHECK_STR(c.auth_token, ""); /* a token that would inject header lines is not used */
+    CHECK(issue_for(&c, "PYROSCOPE_BASIC_AUTH_PASSWORD") == NULL);
+    CHECK_STR(c.basic_auth_password, "pw-s3cr3t");
+    CHECK(c.n_issues == 4 && issues_free_of(&c, "s3cr3t"));
     config_free(&c);
 }
 
@@ -172,18 +540,51 @@ static void test_body_limit_fits_queue(void)
     struct env e = {{"PYROSCOPE_QUEUE_MAX_BYTES=4096", "PYROSCOPE_MAX_BODY_BYTES=100000", NULL}};
     struct config c;
     config_load(&c, lookup, &e);
-    CHECK(c.max_body_bytes == 4096 - 512);
-    CHECK(issue_for(&c, "PYROSCOPE_MAX_BODY_BYTES") != NULL);
+    /* The queue counts each upload as its body plus 512 bytes. */
+    CHECK(c.queue_max_bytes == 4096 && c.max_body_bytes == 4096 - 512);
+    CHECK(c.n_issues == 1);
+    const struct config_issue *is = issue_for(&c, "PYROSCOPE_MAX_BODY_BYTES");
+    CHECK(is && is->level == LOG_LEVEL_WARN);
+    CHECK(is && strcmp(is->value, "100000") == 0 && strcmp(is->default_value, "3584") == 0);
     config_free(&c);
+
+    struct env small = {{"PYROSCOPE_QUEUE_MAX_BYTES=1024", NULL}}; /* default body: 8 MiB */
+    config_load(&c, lookup, &small);
+    CHECK(c.max_body_bytes == 512 && c.n_issues == 1);
+    config_free(&c);
+}
+
+static void test_process_environment(void)
+{
+    setenv("PYROSCOPE_RELAY_PORT", "4555", 1);
+    setenv("PYROSCOPE_TIMEOUT", "", 1);
+    struct config c;
+    CHECK(config_load(&c, config_getenv_process, NULL) == 0);
+    CHECK(c.relay_port == 4555 && c.timeout_ns == 10000000000LL && c.n_issues == 0);
+    config_free(&c);
+    unsetenv("PYROSCOPE_RELAY_PORT");
+    unsetenv("PYROSCOPE_TIMEOUT");
+    CHECK(c.remote_address == NULL && c.n_issues == 0); /* config_free leaves it zeroed */
+    config_free(&c);                                    /* and a second free is harmless */
 }
 
 int main(void)
 {
     test_defaults();
+    test_empty_means_default();
     test_values();
-    test_invalid_values_fall_back_with_one_issue_each();
-    test_http_headers_errors_never_show_values();
+    test_log_strings_owned();
+    test_each_invalid_value();
+    test_all_invalid_at_once();
+    test_workers_capped();
+    test_remote_address();
+    test_long_value_truncated();
+    test_headers_invalid_json();
+    test_headers_bad_entries_skipped();
+    test_headers_names();
+    test_too_many_issues();
     test_secrets_absent_from_issues();
     test_body_limit_fits_queue();
+    test_process_environment();
     return check_summary("test_config");
 }
