@@ -3,11 +3,22 @@
 #define PLE_UTIL_H
 
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* The struct that holds member at ptr (the intrusive-handle idiom: a uv handle embedded in a
  * context struct). */
 #define PLE_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define PLE_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Frees a string that held a secret (a token, a password, a configured header value), wiping it
+ * first so that a later core dump or a use-after-free cannot show it. */
+static inline void free_secret(char *s)
+{
+    if (s)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
 
 #endif

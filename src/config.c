@@ -16,6 +16,7 @@
 
 #include "gofmt.h"
 #include "rewrite.h"
+#include "util.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define NS_PER_SEC 1000000000LL
@@ -464,14 +465,6 @@ const char *config_getenv_process(void *ud, const char *name)
 {
     (void)ud;
     return getenv(name);
-}
-
-/* Overwrites a secret before its memory goes back to the allocator. */
-static void free_secret(char *s)
-{
-    if (s)
-        explicit_bzero(s, strlen(s));
-    free(s);
 }
 
 void config_free(struct config *c)

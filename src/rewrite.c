@@ -1,5 +1,6 @@
 /* URL join, FlameQL session-id rewrite and the header policy. See include/rewrite.h. */
 #include "rewrite.h"
+#include "util.h"
 
 #include <fcntl.h>
 #include <stdint.h>
@@ -477,15 +478,6 @@ int header_policy_init(struct header_policy *p, const struct config *c)
         return 0;
     header_policy_free(p); /* nothing half-built is left for the caller */
     return -1;
-}
-
-/* Credentials and configured header values are secrets: wipe them before they go back to the
- * allocator, where a later core dump or bug could show them. */
-static void free_secret(char *s)
-{
-    if (s)
-        explicit_bzero(s, strlen(s));
-    free(s);
 }
 
 void header_policy_free(struct header_policy *p)

@@ -7,7 +7,7 @@ import statistics
 import time
 import unittest
 
-from harness import Extension, free_port
+from harness import DevModeCase, Extension, free_port
 from lambda_emu import LambdaEmulator
 from remote import RecordingRemote
 from test_relay import http_exchange, post
@@ -21,19 +21,7 @@ def rss_kb(pid, field="VmHWM"):
     raise AssertionError("no %s for %d" % (field, pid))
 
 
-class RemoteFaultsTest(unittest.TestCase):
-    def setUp(self):
-        self.remote = RecordingRemote().start()
-        self.addCleanup(self.remote.stop)
-
-    def start(self, **env):
-        self.port = free_port()
-        base = {"PYROSCOPE_DEV_MODE": "true", "PYROSCOPE_RELAY_PORT": self.port,
-                "PYROSCOPE_REMOTE_ADDRESS": self.remote.url}
-        base.update(env)
-        ext = Extension(base).start()
-        self.addCleanup(ext.kill)
-        return ext
+class RemoteFaultsTest(DevModeCase):
 
     def push(self, body=b"p", path="/ingest"):
         t0 = time.perf_counter()

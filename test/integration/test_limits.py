@@ -7,7 +7,7 @@ import socket
 import time
 import unittest
 
-from harness import Extension, free_port
+from harness import DevModeCase, Extension, free_port
 from remote import RecordingRemote
 from test_relay import http_exchange, post
 
@@ -22,19 +22,7 @@ def read_all(sock, timeout=5):
         data += chunk
 
 
-class LimitsTest(unittest.TestCase):
-    def setUp(self):
-        self.remote = RecordingRemote().start()
-        self.addCleanup(self.remote.stop)
-
-    def start(self, **env):
-        self.port = free_port()
-        base = {"PYROSCOPE_DEV_MODE": "true", "PYROSCOPE_RELAY_PORT": self.port,
-                "PYROSCOPE_REMOTE_ADDRESS": self.remote.url}
-        base.update(env)
-        ext = Extension(base).start()
-        self.addCleanup(ext.kill)
-        return ext
+class LimitsTest(DevModeCase):
 
     def connect(self):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=5)

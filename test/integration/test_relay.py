@@ -15,7 +15,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import (Extension, RawClient, chunked, free_port, has_ipv6_loopback,
+from harness import (DevModeCase, Extension, RawClient, chunked, free_port, has_ipv6_loopback,
                      http_exchange, post)
 from remote import RecordingRemote
 
@@ -30,22 +30,8 @@ def name_param(query):
     return urllib.parse.parse_qs(query, keep_blank_values=True)["name"][0]
 
 
-class RelayCase(unittest.TestCase):
-    """A recording remote per test, and start() for the extension pointed at it."""
-
-    def setUp(self):
-        self.remote = RecordingRemote().start()
-        self.addCleanup(self.remote.stop)
-
-    def start(self, remote_url=None, **env):
-        self.port = free_port()
-        base = {"PYROSCOPE_DEV_MODE": "true", "PYROSCOPE_RELAY_PORT": self.port,
-                "PYROSCOPE_REMOTE_ADDRESS": remote_url or self.remote.url}
-        base.update(env)
-        ext = Extension(base)
-        self.addCleanup(ext.kill)  # runs before remote.stop: cleanups are LIFO
-        self.ext = ext.start()
-        return ext
+class RelayCase(DevModeCase):
+    """DevModeCase plus raw-socket helpers."""
 
     def send(self, data, **kw):
         return http_exchange(self.port, data, **kw)

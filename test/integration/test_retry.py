@@ -7,24 +7,12 @@ import signal
 import time
 import unittest
 
-from harness import Extension, free_port
+from harness import DevModeCase, Extension, free_port
 from remote import RecordingRemote
 from test_relay import http_exchange, post
 
 
-class RetryTest(unittest.TestCase):
-    def setUp(self):
-        self.remote = RecordingRemote().start()
-        self.addCleanup(self.remote.stop)
-
-    def start(self, remote_url=None, **env):
-        self.port = free_port()
-        base = {"PYROSCOPE_DEV_MODE": "true", "PYROSCOPE_RELAY_PORT": self.port,
-                "PYROSCOPE_REMOTE_ADDRESS": remote_url or self.remote.url}
-        base.update(env)
-        ext = Extension(base).start()
-        self.addCleanup(ext.kill)
-        return ext
+class RetryTest(DevModeCase):
 
     def push(self, body=b"profile"):
         self.assertEqual(http_exchange(self.port, post("/ingest?name=app", body))[0][0], 200)

@@ -21,6 +21,9 @@ import subprocess
 import sys
 import threading
 import time
+import unittest
+
+from remote import RecordingRemote
 
 BINARY = os.environ.get("PLE_BINARY") or os.path.normpath(os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "pyroscope-lambda-extension"))
@@ -370,3 +373,21 @@ def http_exchange(port, data, host="127.0.0.1", family=socket.AF_INET, responses
                 continue
             finals += 1
         return out
+
+
+class DevModeCase(unittest.TestCase):
+    """A recording remote per test, and start() for a dev-mode extension pointed at it."""
+
+    def setUp(self):
+        self.remote = RecordingRemote().start()
+        self.addCleanup(self.remote.stop)
+
+    def start(self, remote_url=None, **env):
+        self.port = free_port()
+        base = {"PYROSCOPE_DEV_MODE": "true", "PYROSCOPE_RELAY_PORT": self.port,
+                "PYROSCOPE_REMOTE_ADDRESS": remote_url or self.remote.url}
+        base.update(env)
+        ext = Extension(base)
+        self.addCleanup(ext.kill)  # runs before remote.stop: cleanups are LIFO
+        self.ext = ext.start()
+        return ext
