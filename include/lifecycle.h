@@ -9,6 +9,7 @@
 #ifndef PLE_LIFECYCLE_H
 #define PLE_LIFECYCLE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -61,9 +62,9 @@ struct app {
     uv_signal_t sigterm, sigint;
     uv_timer_t timer; /* the flush or drain deadline, and the deferred exit */
     struct queue_waiter *waiter;
+    void (*await_then)(struct app *app, bool idle); /* what a flush or the drain does next */
     uint64_t wait_started_ms;
     int exit_code;
-    int open_parts; /* parts still closing at exit */
 };
 
 /* Installs the SIGTERM/SIGINT handlers: called before the listener is bound, so that a signal

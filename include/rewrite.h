@@ -18,6 +18,9 @@
  * "https://h/base/ingest?x=1"; exactly one '/' joins them. Returns a malloc'd string. */
 char *url_join(const char *base, const char *target, size_t target_len);
 
+/* Writes url into out with any user:password@ part replaced by "***@", for logs. */
+void url_redact(const char *url, char *out, size_t cap);
+
 /* Parses a FlameQL application key "app.name{k=v,k2=v2}" (labels optional: "app.name" alone is
  * valid), adds SESSION_ID_LABEL=session_id unless a label of that name is present, and
  * re-serialises it with the labels sorted by name. Returns a malloc'd key, or NULL when the key

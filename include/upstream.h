@@ -22,15 +22,11 @@ struct upstream;
 /* Returns NULL on failure (logged). Registers itself as the queue's on_push. curl_global_init
  * must have been called. */
 struct upstream *upstream_new(uv_loop_t *loop, struct queue *q, const struct config *c);
-/* Number of transfers in flight now. */
-size_t upstream_active(const struct upstream *u);
-/* The most transfers that were ever in flight at once. */
-size_t upstream_peak_active(const struct upstream *u);
 /* Aborts what is in flight (each is logged as not delivered and counted as failed), then frees
  * everything; done runs once every uv handle is closed. */
 void upstream_close(struct upstream *u, void (*done)(void *ud), void *ud);
 
-/* Writes url into out with any user:password@ part replaced by "***@", for logs. */
-void url_redact(const char *url, char *out, size_t cap);
+/* Logs, at error level, an accepted upload that will not be delivered, and why. */
+void log_not_delivered(const struct relay_req *r, const char *why);
 
 #endif

@@ -61,21 +61,8 @@ static void maybe_free(struct extapi *a)
 
 static void call_unlink(struct call *c)
 {
-    if (!c->prevp)
-        return;
-    *c->prevp = c->next;
-    if (c->next)
-        c->next->prevp = c->prevp;
-    c->prevp = NULL;
-}
-
-static void call_link(struct call **list, struct call *c)
-{
-    c->next = *list;
-    c->prevp = list;
-    if (*list)
-        (*list)->prevp = &c->next;
-    *list = c;
+    if (c->prevp)
+        PLE_LIST_REMOVE(c);
 }
 
 static void call_free(struct call *c)
@@ -214,7 +201,7 @@ static void on_connected(uv_connect_t *req, int status)
 static void call_connect(struct call *c)
 {
     struct extapi *a = c->a;
-    call_link(&a->calls, c);
+    PLE_LIST_PUSH(&a->calls, c);
     int rc = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&a->addr, on_connected);
     if (rc < 0)
         call_finish(c, rc);
@@ -337,7 +324,7 @@ int extapi_call(struct extapi *a, const char *method, const char *path, const ch
         call_connect(c);
         return 0;
     }
-    call_link(&a->waiting, c);
+    PLE_LIST_PUSH(&a->waiting, c);
     if (!a->resolving) {
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
         int rc = uv_getaddrinfo(a->loop, &a->gai, on_resolved, a->host, a->port, &hints);

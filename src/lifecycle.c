@@ -34,27 +34,6 @@ static void copy_json_string(json_t *obj, const char *key, char *out, size_t cap
 
 /* ---- exit ---- */
 
-static void part_closed(void *ud)
-{
-    struct app *app = ud;
-    app->open_parts--;
-}
-
-static void on_handle_closed(uv_handle_t *h)
-{
-    part_closed(h->data);
-}
-
-static void log_not_delivered(struct app *app)
-{
-    for (const struct relay_req *r = app->q.head; r; r = r->next) {
-        char url[512];
-        url_redact(r->url, url, sizeof(url));
-        log_error("upload not delivered: still queued at exit",
-                  LKI("id", r->id) LKS("url", url) LKI("bytes", r->body_len));
-    }
-}
-
 static void on_exit_timer(uv_timer_t *t)
 {
     struct app *app = t->data;
@@ -63,27 +42,24 @@ static void on_exit_timer(uv_timer_t *t)
              LKI("accepted", st->accepted) LKI("relayed", st->relayed) LKI("failed", st->failed)
                  LKI("rejected", st->rejected) LKI("pending", queue_pending(&app->q))
                      LKI("invokes", app->invoke.seq) LKI("exit_code", app->exit_code));
-    log_not_delivered(app);
+    for (const struct relay_req *r = app->q.head; r; r = r->next)
+        log_not_delivered(r, "upload not delivered: still queued at exit");
     if (app->waiter)
         queue_cancel_wait(&app->q, app->waiter);
     app->waiter = NULL;
-    app->open_parts = 3;
+    /* Every part closes its handles; uv_run returns in main once the last one is closed. */
     if (app->upstream)
-        upstream_close(app->upstream, part_closed, app); /* logs and fails what is in flight */
-    else
-        app->open_parts--;
+        upstream_close(app->upstream, NULL, NULL); /* logs and fails what is in flight */
     app->upstream = NULL;
     if (app->server)
-        relay_server_close(app->server, part_closed, app);
-    else
-        app->open_parts--;
+        relay_server_close(app->server, NULL, NULL);
     app->server = NULL;
     if (app->api)
         extapi_close(app->api);
     app->api = NULL;
-    uv_close((uv_handle_t *)&app->sigterm, on_handle_closed);
-    uv_close((uv_handle_t *)&app->sigint, on_handle_closed);
-    uv_close((uv_handle_t *)&app->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&app->sigterm, NULL);
+    uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_close((uv_handle_t *)&app->timer, NULL);
 }
 
 /* Exits from a fresh loop turn: callers may be deep inside the queue or the uploader. */
@@ -97,22 +73,54 @@ static void begin_exit(struct app *app, int code)
     uv_timer_start(&app->timer, on_exit_timer, 0, 0);
 }
 
-/* ---- shutdown drain ---- */
+/* ---- waiting for the uploads: flush on invoke and the shutdown drain ---- */
 
-static void on_drained(void *ud)
+static void await_over(struct app *app, bool idle)
+{
+    void (*then)(struct app *, bool) = app->await_then;
+    app->await_then = NULL;
+    then(app, idle);
+}
+
+static void on_await_idle(void *ud)
 {
     struct app *app = ud;
     app->waiter = NULL;
-    log_info("drained: every accepted upload is finished",
-             LKI("waited_ms", uv_now(app->loop) - app->wait_started_ms));
-    begin_exit(app, 0);
+    uv_timer_stop(&app->timer);
+    await_over(app, true);
 }
 
-static void on_drain_deadline(uv_timer_t *t)
+static void on_await_deadline(uv_timer_t *t)
 {
     struct app *app = t->data;
-    log_warn("drain deadline reached; exiting with uploads pending",
-             LKI("pending", queue_pending(&app->q)));
+    if (app->waiter)
+        queue_cancel_wait(&app->q, app->waiter);
+    app->waiter = NULL;
+    await_over(app, false);
+}
+
+/* Calls then(app, true) once nothing is queued or in flight, or then(app, false) after
+ * budget_ms, whichever comes first. Replaces a wait already under way. Never blocks. */
+static void await_idle(struct app *app, int64_t budget_ms, void (*then)(struct app *, bool))
+{
+    uv_timer_stop(&app->timer);
+    if (app->waiter)
+        queue_cancel_wait(&app->q, app->waiter);
+    app->waiter = NULL;
+    app->await_then = then;
+    app->wait_started_ms = uv_now(app->loop);
+    uv_timer_start(&app->timer, on_await_deadline, budget_ms > 0 ? (uint64_t)budget_ms : 0, 0);
+    app->waiter = queue_when_idle(&app->q, on_await_idle, app); /* may call back at once */
+}
+
+static void drained(struct app *app, bool idle)
+{
+    if (idle)
+        log_info("drained: every accepted upload is finished",
+                 LKI("waited_ms", uv_now(app->loop) - app->wait_started_ms));
+    else
+        log_warn("drain deadline reached; exiting with uploads pending",
+                 LKI("pending", queue_pending(&app->q)));
     begin_exit(app, 0);
 }
 
@@ -124,15 +132,8 @@ static void shutdown_drain(struct app *app, int64_t budget_ms)
     app->state = APP_DRAINING;
     if (app->server)
         relay_server_stop_accepting(app->server);
-    uv_timer_stop(&app->timer);
-    if (app->waiter)
-        queue_cancel_wait(&app->q, app->waiter);
-    app->wait_started_ms = uv_now(app->loop);
     log_info("draining", LKI("pending", queue_pending(&app->q)) LKI("budget_ms", budget_ms));
-    if (budget_ms < 0)
-        budget_ms = 0;
-    uv_timer_start(&app->timer, on_drain_deadline, (uint64_t)budget_ms, 0);
-    app->waiter = queue_when_idle(&app->q, on_drained, app);
+    await_idle(app, budget_ms, drained);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -151,6 +152,15 @@ static void start_uploads(void *ud)
     struct app *app = ud;
     if (app->upstream || app->state == APP_EXITING)
         return;
+    char remote[512];
+    url_redact(app->cfg->remote_address, remote, sizeof(remote));
+    log_info("relaying",
+             LKS("remote", remote) LKI("workers", app->cfg->num_workers)
+                 LKI("timeout_ms", app->cfg->timeout_ns / 1000000)
+                     LKS("flush_on_invoke", app->cfg->flush_on_invoke ? "true" : "false"));
+    if (app->cfg->self_profiling)
+        log_warn("PYROSCOPE_SELF_PROFILING=true is not implemented yet; the extension does not "
+                 "profile itself", );
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
         !(app->upstream = upstream_new(app->loop, &app->q, app->cfg))) {
         log_error("cannot start the uploader (libcurl)", );
@@ -186,23 +196,13 @@ static void report_error(struct app *app, const char *which, const char *type, c
     free(text);
 }
 
-static void on_flushed(void *ud)
+static void flushed(struct app *app, bool idle)
 {
-    struct app *app = ud;
-    app->waiter = NULL;
-    uv_timer_stop(&app->timer);
-    log_debug("flush done", LKI("waited_ms", uv_now(app->loop) - app->wait_started_ms));
-    poll_next(app);
-}
-
-static void on_flush_deadline(uv_timer_t *t)
-{
-    struct app *app = t->data;
-    if (app->waiter)
-        queue_cancel_wait(&app->q, app->waiter);
-    app->waiter = NULL;
-    log_warn("flush gave up at the invoke deadline; uploads still pending",
-             LKI("pending", queue_pending(&app->q)) LKS("requestId", app->invoke.request_id));
+    if (idle)
+        log_debug("flush done", LKI("waited_ms", uv_now(app->loop) - app->wait_started_ms));
+    else
+        log_warn("flush gave up at the invoke deadline; uploads still pending",
+                 LKI("pending", queue_pending(&app->q)) LKS("requestId", app->invoke.request_id));
     poll_next(app);
 }
 
@@ -220,12 +220,10 @@ static void on_invoke(struct app *app, json_t *ev)
         return;
     }
     app->state = APP_FLUSHING;
-    app->wait_started_ms = uv_now(app->loop);
     int64_t budget = inv->deadline_ms - FLUSH_MARGIN_MS - epoch_ms();
     log_debug("flushing before the next event",
               LKI("pending", queue_pending(&app->q)) LKI("budget_ms", budget));
-    uv_timer_start(&app->timer, on_flush_deadline, budget > 0 ? (uint64_t)budget : 0, 0);
-    app->waiter = queue_when_idle(&app->q, on_flushed, app);
+    await_idle(app, budget, flushed);
 }
 
 static void on_shutdown_event(struct app *app, json_t *ev)
@@ -338,16 +336,6 @@ void lifecycle_init(struct app *app)
 
 void lifecycle_start(struct app *app)
 {
-
-    char remote[512];
-    url_redact(app->cfg->remote_address, remote, sizeof(remote));
-    log_info("relaying",
-             LKS("remote", remote) LKI("workers", app->cfg->num_workers)
-                 LKI("timeout_ms", app->cfg->timeout_ns / 1000000)
-                     LKS("flush_on_invoke", app->cfg->flush_on_invoke ? "true" : "false"));
-    if (app->cfg->self_profiling)
-        log_warn("PYROSCOPE_SELF_PROFILING=true is not implemented yet; the extension does not "
-                 "profile itself", );
     if (app->listen_error)
         log_error("cannot listen", LKS("address", "127.0.0.1") LKI("port", app->cfg->relay_port)
                                        LKS("error", uv_strerror(app->listen_error)));

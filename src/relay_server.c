@@ -178,15 +178,21 @@ static void server_handle_closed(struct relay_server *s)
     }
 }
 
+/* What a connection holds for the request it is reading. */
+static void conn_free_buffers(struct conn *c)
+{
+    buf_free(&c->url);
+    buf_free(&c->hbytes);
+    buf_free(&c->body);
+    free(c->hdrs);
+}
+
 static void on_conn_closed(uv_handle_t *h)
 {
     struct conn *c = PLE_CONTAINER_OF(h, struct conn, tcp);
     struct relay_server *s = c->s;
     s->n_conns--;
-    buf_free(&c->url);
-    buf_free(&c->hbytes);
-    buf_free(&c->body);
-    free(c->hdrs);
+    conn_free_buffers(c);
     free(c);
     server_handle_closed(s);
 }
@@ -195,9 +201,7 @@ static void conn_close(struct conn *c)
 {
     if (uv_is_closing((uv_handle_t *)&c->tcp))
         return;
-    *c->prevp = c->next;
-    if (c->next)
-        c->next->prevp = c->prevp;
+    PLE_LIST_REMOVE(c);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
@@ -451,8 +455,7 @@ static int on_message_complete(llhttp_t *p)
         conn_respond(c, 500, "out of memory\n");
     } else {
         size_t bytes = r->body_len;
-        char *method = r->method; /* for the log line; freed with r */
-        log_trace("request received", LKS("method", method) LKI("bytes", bytes));
+        log_trace("request received", LKS("method", r->method) LKI("bytes", bytes));
         if (queue_push(s->q, r) == 0) {
             conn_respond(c, 200, NULL);
         } else {
@@ -539,11 +542,7 @@ static void on_connection(uv_stream_t *ls, int status)
     uv_tcp_init(s->loop, &c->tcp);
     s->open_handles++;
     s->n_conns++;
-    c->next = s->conns;
-    c->prevp = &s->conns;
-    if (s->conns)
-        s->conns->prevp = &c->next;
-    s->conns = c;
+    PLE_LIST_PUSH(&s->conns, c);
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
         return;
@@ -615,10 +614,7 @@ size_t relay_server_feed(const struct config *c, struct queue *q,
     llhttp_errno_t err = llhttp_execute(&conn.parser, data, len);
     if (err != HPE_OK && err != HPE_PAUSED)
         fail_request(&conn, err);
-    buf_free(&conn.url);
-    buf_free(&conn.hbytes);
-    buf_free(&conn.body);
-    free(conn.hdrs);
+    conn_free_buffers(&conn);
     return (size_t)(q->stats.accepted - before);
 }
 

@@ -14,6 +14,19 @@
 
 /* ---- URL ---- */
 
+void url_redact(const char *url, char *out, size_t cap)
+{
+    const char *scheme_end = strstr(url, "://");
+    const char *host = scheme_end ? scheme_end + 3 : url;
+    size_t authority = strcspn(host, "/?#");
+    const char *at = memchr(host, '@', authority);
+    if (!at) {
+        snprintf(out, cap, "%s", url);
+        return;
+    }
+    snprintf(out, cap, "%.*s***%s", (int)(host - url), url, at);
+}
+
 char *url_join(const char *base, const char *target, size_t target_len)
 {
     size_t blen = strlen(base);

@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "retry.h"
+#include "rewrite.h"
 #include "util.h"
 
 #define RESPONSE_SNIPPET 200
@@ -49,7 +50,7 @@ struct upstream {
     struct relay_req *waiting; /* failed uploads waiting to be retried, soonest first */
     uv_timer_t retry_timer;
     uint32_t rng;
-    size_t active, peak, max_active;
+    size_t active, max_active;
     const char *ca_file, *ca_path;
     int open_handles; /* uv handles not yet closed; the struct is freed when it reaches 0 */
     bool closing;
@@ -61,17 +62,12 @@ static void drain_finished(struct upstream *u);
 static void start_transfers(struct upstream *u);
 static void on_retry_timer(uv_timer_t *timer);
 
-void url_redact(const char *url, char *out, size_t cap)
+void log_not_delivered(const struct relay_req *r, const char *why)
 {
-    const char *scheme_end = strstr(url, "://");
-    const char *host = scheme_end ? scheme_end + 3 : url;
-    size_t authority = strcspn(host, "/?#");
-    const char *at = memchr(host, '@', authority);
-    if (!at) {
-        snprintf(out, cap, "%s", url);
-        return;
-    }
-    snprintf(out, cap, "%.*s***%s", (int)(host - url), url, at);
+    char url[512];
+    url_redact(r->url, url, sizeof(url));
+    log_error(why, LKI("id", r->id) LKS("url", url) LKI("bytes", r->body_len)
+                       LKI("attempts", r->attempts));
 }
 
 static void handle_closed(uv_handle_t *h)
@@ -90,9 +86,7 @@ static void handle_closed(uv_handle_t *h)
 
 static void poll_close(struct poll_ctx *p)
 {
-    *p->prevp = p->next;
-    if (p->next)
-        p->next->prevp = p->prevp;
+    PLE_LIST_REMOVE(p);
     uv_poll_stop(&p->poll);
     uv_close((uv_handle_t *)&p->poll, handle_closed);
 }
@@ -137,11 +131,7 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void 
         p->u = u;
         p->poll.data = u;
         u->open_handles++;
-        p->next = u->polls;
-        p->prevp = &u->polls;
-        if (u->polls)
-            u->polls->prevp = &p->next;
-        u->polls = p;
+        PLE_LIST_PUSH(&u->polls, p);
         curl_multi_assign(u->multi, s, p);
     }
     int events = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
@@ -242,22 +232,12 @@ static struct transfer *transfer_get(struct upstream *u)
     return t;
 }
 
-static void active_link(struct upstream *u, struct transfer *t)
+/* Keeps a finished transfer, with its easy handle, for the next upload. */
+static void transfer_spare(struct upstream *u, struct transfer *t)
 {
-    t->next = u->active_list;
-    t->prevp = &u->active_list;
-    if (u->active_list)
-        u->active_list->prevp = &t->next;
-    u->active_list = t;
-}
-
-static void active_unlink(struct transfer *t)
-{
-    *t->prevp = t->next;
-    if (t->next)
-        t->next->prevp = t->prevp;
-    t->next = NULL;
-    t->prevp = NULL;
+    t->req = NULL;
+    t->next = u->spare;
+    u->spare = t;
 }
 
 static void start_transfers(struct upstream *u)
@@ -272,15 +252,11 @@ static void start_transfers(struct upstream *u)
         configure_easy(u, t);
         if (curl_multi_add_handle(u->multi, t->easy) != CURLM_OK) {
             queue_requeue(u->q, t->req);
-            t->req = NULL;
-            t->next = u->spare;
-            u->spare = t;
+            transfer_spare(u, t);
             return;
         }
-        active_link(u, t);
+        PLE_LIST_PUSH(&u->active_list, t);
         u->active++;
-        if (u->active > u->peak)
-            u->peak = u->active;
     }
 }
 
@@ -357,12 +333,10 @@ static void schedule_retry(struct upstream *u, struct relay_req *r, uint64_t del
 static struct relay_req *transfer_release(struct upstream *u, struct transfer *t)
 {
     curl_multi_remove_handle(u->multi, t->easy);
-    active_unlink(t);
+    PLE_LIST_REMOVE(t);
     u->active--;
     struct relay_req *r = t->req;
-    t->req = NULL;
-    t->next = u->spare;
-    u->spare = t;
+    transfer_spare(u, t);
     return r;
 }
 
@@ -470,34 +444,17 @@ struct upstream *upstream_new(uv_loop_t *loop, struct queue *q, const struct con
     return u;
 }
 
-size_t upstream_active(const struct upstream *u)
-{
-    return u->active;
-}
-
-size_t upstream_peak_active(const struct upstream *u)
-{
-    return u->peak;
-}
-
 static void abort_active(struct upstream *u)
 {
     while (u->active_list) {
         struct transfer *t = u->active_list;
-        char url[512];
-        url_redact(t->req->url, url, sizeof(url));
-        log_error("upload not delivered: aborted at shutdown",
-                  LKI("id", t->req->id) LKS("url", url) LKI("bytes", t->req->body_len));
+        log_not_delivered(t->req, "upload not delivered: aborted at shutdown");
         queue_done(u->q, transfer_release(u, t), false);
     }
     while (u->waiting) {
         struct relay_req *r = u->waiting;
         u->waiting = r->next;
-        char url[512];
-        url_redact(r->url, url, sizeof(url));
-        log_error("upload not delivered: still waiting to retry at shutdown",
-                  LKI("id", r->id) LKS("url", url) LKI("bytes", r->body_len)
-                      LKI("attempts", r->attempts));
+        log_not_delivered(r, "upload not delivered: still waiting to retry at shutdown");
         queue_done(u->q, r, false);
     }
 }
