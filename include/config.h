@@ -58,6 +58,20 @@ struct config {
     size_t max_connections;    /* PYROSCOPE_MAX_CONNECTIONS, default 128 */
     int64_t client_timeout_ns; /* PYROSCOPE_CLIENT_TIMEOUT, default 10s */
 
+    /* Trace-sampled profiling (the README's "Trace-sampled profiling"). */
+    int trace_sample_threshold; /* PYROSCOPE_TRACE_SAMPLE_THRESHOLD 0..65535; -1 when unset */
+    struct xray_archive_config {
+        bool enabled;        /* XRAYPROFILE_THRESHOLD or XRAYPROFILE_S3_BUCKET set, and usable */
+        int threshold;       /* XRAYPROFILE_THRESHOLD, default 0 */
+        char *bucket;        /* XRAYPROFILE_S3_BUCKET; "" = xrayprofile-<accountId>-<region> */
+        char *prefix;        /* XRAYPROFILE_S3_PREFIX, "" or ending in '/' */
+        char *endpoint;      /* XRAYPROFILE_S3_ENDPOINT without a trailing '/'; "" = AWS */
+        char *region;        /* AWS_REGION, else AWS_DEFAULT_REGION */
+        char *access_key_id; /* AWS_ACCESS_KEY_ID (secret) */
+        char *secret_key;    /* AWS_SECRET_ACCESS_KEY (secret) */
+        char *session_token; /* AWS_SESSION_TOKEN, "" when unset (secret) */
+    } xray;
+
     struct config_issue issues[CONFIG_MAX_ISSUES];
     size_t n_issues;
 

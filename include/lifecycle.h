@@ -19,6 +19,7 @@
 #include "queue.h"
 #include "relay_server.h"
 #include "rewrite.h"
+#include "tracesample.h"
 #include "upstream.h"
 
 /* How long before a deadline we stop waiting: the process must be gone before Lambda's SIGKILL
@@ -58,6 +59,7 @@ struct app {
     char function_version[64];
     char account_id[32];
     struct invoke invoke;
+    struct trace_sampling sampling;
     enum app_state state;
     uv_signal_t sigterm, sigint;
     uv_timer_t timer; /* the flush or drain deadline, and the deferred exit */

@@ -17,9 +17,23 @@
 
 #include <curl/curl.h>
 
+/* AWS Signature Version 4 for an upload (the per-trace S3 archive): curl signs each attempt. */
+struct aws_sign {
+    char sigv4[96];         /* CURLOPT_AWS_SIGV4: "aws:amz:<region>:s3" */
+    const char *access_key; /* CURLOPT_USERNAME */
+    const char *secret_key; /* CURLOPT_PASSWORD */
+};
+
+enum req_kind {
+    REQ_RELAY,   /* an upload to the Pyroscope remote */
+    REQ_ARCHIVE, /* a copy to the per-trace S3 archive */
+};
+
 struct relay_req {
     struct relay_req *next; /* intrusive FIFO link */
     uint64_t id;            /* 1, 2, 3, ... in order of acceptance */
+    enum req_kind kind;
+    const struct aws_sign *sign; /* REQ_ARCHIVE: how to sign it; NULL otherwise */
     char *method;
     char *url;                  /* the remote URL */
     struct curl_slist *headers; /* the upload's headers, final */
@@ -42,11 +56,14 @@ struct queue_waiter {
     void *ud;
 };
 
+/* REQ_RELAY uploads; the archive's copies are counted apart, so that accepted - relayed -
+ * failed - pending is always 0 for what clients sent. */
 struct queue_stats {
     uint64_t accepted; /* pushed successfully */
     uint64_t relayed;  /* delivered: the remote answered 2xx */
     uint64_t failed;   /* given up on: the remote refused it or could not be reached */
     uint64_t rejected; /* refused at the door because a bound was reached (client got 503) */
+    uint64_t archive_accepted, archived, archive_failed, archive_rejected;
 };
 
 struct queue {

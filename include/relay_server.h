@@ -6,6 +6,9 @@
 #ifndef PLE_RELAY_SERVER_H
 #define PLE_RELAY_SERVER_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include <uv.h>
 
 #include "config.h"
@@ -14,11 +17,33 @@
 
 struct relay_server;
 
+/* A request as it was received, for the hooks. Not NUL-terminated, except method. */
+struct upload_view {
+    const char *method;
+    const char *target; /* "/path?query" */
+    size_t target_len;
+    const char *content_type; /* NULL when the client sent none */
+    size_t content_type_len;
+    const char *body;
+    size_t body_len;
+};
+
+/* Trace sampling's say in what is relayed (include/tracesample.h). */
+struct upload_hooks {
+    /* Whether to relay this request; false: it is answered 200 and not relayed. */
+    bool (*relay)(void *ud, const struct upload_view *u);
+    /* The request was answered 200 (relayed or not); u is valid only during the call. */
+    void (*accepted)(void *ud, const struct upload_view *u);
+    void *ud;
+};
+
 /* Binds and listens. On failure returns NULL and sets *err to the negative uv error of the IPv4
  * listener (the IPv6 one is optional: a host without ::1 is not an error). */
 struct relay_server *relay_server_start(uv_loop_t *loop, const struct config *c, struct queue *q,
                                         const struct header_policy *policy, const char *session_id,
                                         int *err);
+/* Installs hooks (NULL: none); they must outlive the server. */
+void relay_server_set_hooks(struct relay_server *s, const struct upload_hooks *hooks);
 /* Stops accepting: listeners close, idle connections close, busy ones close after the request
  * they are reading. */
 void relay_server_stop_accepting(struct relay_server *s);

@@ -17,6 +17,7 @@
 #include "gofmt.h"
 #include "rewrite.h"
 #include "util.h"
+#include "xray.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define NS_PER_SEC 1000000000LL
@@ -449,12 +450,81 @@ static void load_ours(struct loader *l)
     fit_body_to_queue(c);
 }
 
+/* ---- trace-sampled profiling ---- */
+
+/* A threshold in 0..65535, or def when unset or invalid (def_text says what def means). */
+static int get_threshold(struct loader *l, const char *name, int def, const char *def_text)
+{
+    const char *v = get(l, name);
+    long long out;
+    if (!v)
+        return def;
+    if (go_parse_int(v, &out) && out >= 0 && out <= 65535)
+        return (int)out;
+    add_issue(l->c, LOG_LEVEL_WARN, name, v, def_text,
+              "must be an integer from 0 (1 invoke in 65,536) to 65535 (every invoke)");
+    return def;
+}
+
+/* Turns the archive off with one error that says why. */
+static void archive_off(struct config *c, const char *var, const char *value, const char *why)
+{
+    add_issue(c, LOG_LEVEL_ERROR, var, value, "", why);
+    c->xray.enabled = false;
+}
+
+static void load_xray(struct loader *l)
+{
+    struct config *c = l->c;
+    struct xray_archive_config *x = &c->xray;
+    c->trace_sample_threshold =
+        get_threshold(l, "PYROSCOPE_TRACE_SAMPLE_THRESHOLD", -1, "unset: relay everything");
+    x->enabled = get(l, "XRAYPROFILE_THRESHOLD") || get(l, "XRAYPROFILE_S3_BUCKET");
+    x->threshold = get_threshold(l, "XRAYPROFILE_THRESHOLD", 0, "0");
+    x->bucket = get_string(l, "XRAYPROFILE_S3_BUCKET", "");
+    const char *prefix = get(l, "XRAYPROFILE_S3_PREFIX");
+    if (prefix && prefix[strlen(prefix) - 1] != '/') {
+        if (asprintf(&x->prefix, "%s/", prefix) < 0)
+            x->prefix = NULL, l->oom = true;
+    } else {
+        x->prefix = dup(l, prefix ? prefix : "");
+    }
+    x->endpoint = get_string(l, "XRAYPROFILE_S3_ENDPOINT", "");
+    size_t n = x->endpoint ? strlen(x->endpoint) : 0;
+    while (n && x->endpoint[n - 1] == '/')
+        x->endpoint[--n] = '\0';
+    const char *region = get(l, "AWS_REGION");
+    x->region = get_header_string(l, region ? "AWS_REGION" : "AWS_DEFAULT_REGION", false);
+    x->access_key_id = get_header_string(l, "AWS_ACCESS_KEY_ID", true);
+    x->secret_key = get_header_string(l, "AWS_SECRET_ACCESS_KEY", true);
+    x->session_token = get_header_string(l, "AWS_SESSION_TOKEN", true);
+    if (!x->enabled || l->oom)
+        return;
+    if (*x->bucket && !s3_bucket_name_ok(x->bucket))
+        archive_off(
+            c, "XRAYPROFILE_S3_BUCKET", x->bucket,
+            "not a valid S3 bucket name (3-63 of a-z 0-9 . -); the per-trace archive is off");
+    else if (*x->endpoint && strncmp(x->endpoint, "http://", 7) != 0 &&
+             strncmp(x->endpoint, "https://", 8) != 0)
+        archive_off(c, "XRAYPROFILE_S3_ENDPOINT", x->endpoint,
+                    "must start with http:// or https://; the per-trace archive is off");
+    else if (!*x->region)
+        archive_off(c, "AWS_REGION", "",
+                    "unset (and AWS_DEFAULT_REGION too): the per-trace archive needs the region "
+                    "to sign its uploads; it is off");
+    else if (!*x->access_key_id || !*x->secret_key)
+        archive_off(c, "AWS_ACCESS_KEY_ID", "",
+                    "AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is unset: the per-trace archive "
+                    "cannot sign its uploads; it is off");
+}
+
 int config_load(struct config *c, config_getenv_fn getenv_fn, void *ud)
 {
     *c = (struct config){0};
     struct loader l = {c, getenv_fn ? getenv_fn : config_getenv_process, ud, false};
     load_seed_table(&l);
     load_ours(&l);
+    load_xray(&l);
     if (!l.oom)
         return 0;
     config_free(c); /* nothing half-built is left for the caller */
@@ -481,5 +551,12 @@ void config_free(struct config *c)
     free(c->http_headers);
     for (size_t i = 0; i < ARRAY_LEN(c->owned_log_strings); i++)
         free(c->owned_log_strings[i]);
+    free(c->xray.bucket);
+    free(c->xray.prefix);
+    free(c->xray.endpoint);
+    free(c->xray.region);
+    free_secret(c->xray.access_key_id);
+    free_secret(c->xray.secret_key);
+    free_secret(c->xray.session_token);
     *c = (struct config){0};
 }

@@ -48,6 +48,9 @@ int main(int argc, char **argv)
     /* Listen before anything else: a profiler may push as soon as the function's init starts. */
     app.server =
         relay_server_start(&loop, &cfg, &app.q, &app.policy, app.session_id, &app.listen_error);
+    trace_sampling_init(&app.sampling, &cfg, &app.q);
+    if (app.server && app.sampling.active)
+        relay_server_set_hooks(app.server, &app.sampling.hooks);
     lifecycle_start(&app);
     uv_run(&loop, UV_RUN_DEFAULT);
 

@@ -56,8 +56,9 @@ bool queue_has_room(const struct queue *q, size_t cost)
 int queue_push(struct queue *q, struct relay_req *r)
 {
     size_t cost = relay_req_cost(r);
+    bool archive = r->kind == REQ_ARCHIVE;
     if (!queue_has_room(q, cost)) {
-        q->stats.rejected++;
+        (*(archive ? &q->stats.archive_rejected : &q->stats.rejected))++;
         return -1;
     }
     r->id = q->next_id++;
@@ -69,7 +70,7 @@ int queue_push(struct queue *q, struct relay_req *r)
     q->tail = r;
     q->queued++;
     q->queued_bytes += cost;
-    q->stats.accepted++;
+    (*(archive ? &q->stats.archive_accepted : &q->stats.accepted))++;
     if (q->on_push)
         q->on_push(q->on_push_ud);
     return 0;
@@ -124,10 +125,10 @@ void queue_done(struct queue *q, struct relay_req *r, bool delivered)
     assert(q->inflight > 0);
     q->inflight--;
     q->inflight_bytes -= relay_req_cost(r);
-    if (delivered)
-        q->stats.relayed++;
+    if (r->kind == REQ_ARCHIVE)
+        (*(delivered ? &q->stats.archived : &q->stats.archive_failed))++;
     else
-        q->stats.failed++;
+        (*(delivered ? &q->stats.relayed : &q->stats.failed))++;
     relay_req_free(r);
     if (queue_idle(q))
         notify_idle(q);

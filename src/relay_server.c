@@ -71,6 +71,7 @@ struct relay_server {
     struct queue *q;
     const struct header_policy *policy;
     const char *session_id;
+    const struct upload_hooks *hooks; /* trace sampling; NULL: relay everything */
     llhttp_settings_t settings;
     struct listener l4, l6;
     struct conn *conns;
@@ -443,27 +444,60 @@ static struct relay_req *build_upload(struct conn *c)
     return r;
 }
 
+/* What the hooks see of the request just read; the body is c->body until build_upload. */
+static struct upload_view view_of(struct conn *c)
+{
+    struct upload_view v = {.method = llhttp_method_name(llhttp_get_method(&c->parser)),
+                            .target = c->url.p ? c->url.p : "/",
+                            .target_len = c->url.p ? c->url.len : 1,
+                            .body = c->body.p,
+                            .body_len = c->body.len};
+    for (size_t i = 0; i < c->n_hdrs; i++) {
+        const struct hdr_ref *h = &c->hdrs[i];
+        if (header_is(c, h, "Content-Type")) {
+            v.content_type = c->hbytes.p + h->value_off;
+            v.content_type_len = h->value_len;
+        }
+    }
+    return v;
+}
+
+/* Queues the upload; returns the status for the client. */
+static int relay_upload(struct conn *c, struct upload_view *v)
+{
+    struct relay_server *s = c->s;
+    struct relay_req *r = build_upload(c);
+    if (!r) {
+        log_error("out of memory building an upload; request dropped", );
+        return 500;
+    }
+    size_t bytes = r->body_len;
+    log_trace("request received", LKS("method", r->method) LKI("bytes", bytes));
+    /* The queue frees a request only in queue_done, never from inside queue_push: the body stays
+     * readable through v for the rest of this callback. */
+    v->body = r->body;
+    if (queue_push(s->q, r) == 0)
+        return 200;
+    log_refusal(s, bytes);
+    relay_req_free(r);
+    return 503;
+}
+
 static int on_message_complete(llhttp_t *p)
 {
     struct conn *c = conn_of(p);
     struct relay_server *s = c->s;
     if (!llhttp_should_keep_alive(p) || !s->accepting)
         c->closing = true;
-    struct relay_req *r = build_upload(c);
-    if (!r) {
-        log_error("out of memory building an upload; request dropped", );
-        conn_respond(c, 500, "out of memory\n");
-    } else {
-        size_t bytes = r->body_len;
-        log_trace("request received", LKS("method", r->method) LKI("bytes", bytes));
-        if (queue_push(s->q, r) == 0) {
-            conn_respond(c, 200, NULL);
-        } else {
-            log_refusal(s, bytes);
-            relay_req_free(r);
-            conn_respond(c, 503, "relay queue full, retry later\n");
-        }
-    }
+    const struct upload_hooks *hooks = s->hooks;
+    struct upload_view v = view_of(c);
+    int status = !hooks || hooks->relay(hooks->ud, &v) ? relay_upload(c, &v) : 200;
+    if (status == 200 && hooks)
+        hooks->accepted(hooks->ud, &v);
+    conn_respond(c, status,
+                 status == 503   ? "relay queue full, retry later\n"
+                 : status == 500 ? "out of memory\n"
+                                 : NULL);
     request_reset(c);
     if (c->closing) {
         conn_finish(c);
@@ -661,6 +695,11 @@ struct relay_server *relay_server_start(uv_loop_t *loop, const struct config *c,
         listener_close(&s->l6);
     }
     return s;
+}
+
+void relay_server_set_hooks(struct relay_server *s, const struct upload_hooks *hooks)
+{
+    s->hooks = hooks;
 }
 
 void relay_server_stop_accepting(struct relay_server *s)

@@ -62,12 +62,28 @@ static void drain_finished(struct upstream *u);
 static void start_transfers(struct upstream *u);
 static void on_retry_timer(uv_timer_t *timer);
 
+static const char *req_destination(const struct relay_req *r)
+{
+    return r->kind == REQ_ARCHIVE ? "s3" : "remote";
+}
+
+/* S3 answers errors as XML: its <Code> (SignatureDoesNotMatch, AccessDenied, NoSuchBucket...)
+ * is what a user needs to see. */
+static void s3_error_code(const char *resp, char *out, size_t cap)
+{
+    const char *b = strstr(resp, "<Code>");
+    const char *e = b ? strstr(b, "</Code>") : NULL;
+    out[0] = '\0';
+    if (e)
+        snprintf(out, cap, "%.*s", (int)(e - b - 6), b + 6);
+}
+
 void log_not_delivered(const struct relay_req *r, const char *why)
 {
     char url[512];
     url_redact(r->url, url, sizeof(url));
-    log_error(why, LKI("id", r->id) LKS("url", url) LKI("bytes", r->body_len)
-                       LKI("attempts", r->attempts));
+    log_error(why, LKI("id", r->id) LKS("to", req_destination(r)) LKS("url", url)
+                       LKI("bytes", r->body_len) LKI("attempts", r->attempts));
 }
 
 static void handle_closed(uv_handle_t *h)
@@ -208,6 +224,11 @@ static void configure_easy(struct upstream *u, struct transfer *t)
         curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
     if (u->ca_path)
         curl_easy_setopt(e, CURLOPT_CAPATH, u->ca_path);
+    if (r->sign) {
+        curl_easy_setopt(e, CURLOPT_AWS_SIGV4, r->sign->sigv4);
+        curl_easy_setopt(e, CURLOPT_USERNAME, r->sign->access_key);
+        curl_easy_setopt(e, CURLOPT_PASSWORD, r->sign->secret_key);
+    }
 }
 
 static struct transfer *transfer_get(struct upstream *u)
@@ -275,22 +296,27 @@ static void log_outcome(struct transfer *t, CURLcode rc, long status, enum outco
     url_redact(r->url, url, sizeof(url));
     uint64_t ms = uv_now(t->u->loop) - t->started_ms;
     if (how == DELIVERED) {
-        log_debug("upload relayed",
-                  LKI("id", r->id) LKS("url", url) LKI("status", status) LKI("duration_ms", ms)
-                      LKI("bytes", r->body_len) LKI("attempts", r->attempts));
+        log_debug("upload relayed", LKI("id", r->id) LKS("to", req_destination(r)) LKS("url", url)
+                                        LKI("status", status) LKI("duration_ms", ms)
+                                            LKI("bytes", r->body_len) LKI("attempts", r->attempts));
         return;
     }
     const char *error = rc != CURLE_OK ? (t->err[0] ? t->err : curl_easy_strerror(rc)) : "";
+    char s3_code[64] = "";
+    if (r->kind == REQ_ARCHIVE)
+        s3_error_code(t->resp, s3_code, sizeof(s3_code));
     if (how == RETRYING)
         log_warn("upload failed; will retry",
-                 LKI("id", r->id) LKS("url", url) LKI("status", status) LKS("error", error)
-                     LKS("response", t->resp) LKI("attempt", r->attempts)
-                         LKI("retry_in_ms", retry_in_ms));
+                 LKI("id", r->id) LKS("to", req_destination(r)) LKS("url", url)
+                     LKI("status", status) LKS("error", s3_code[0] ? s3_code : error)
+                         LKS("response", t->resp) LKI("attempt", r->attempts)
+                             LKI("retry_in_ms", retry_in_ms));
     else
         log_error("upload failed",
-                  LKI("id", r->id) LKS("url", url) LKI("status", status) LKS("error", error)
-                      LKS("response", t->resp) LKI("attempts", r->attempts) LKI("duration_ms", ms)
-                          LKI("bytes", r->body_len));
+                  LKI("id", r->id) LKS("to", req_destination(r)) LKS("url", url)
+                      LKI("status", status) LKS("error", s3_code[0] ? s3_code : error)
+                          LKS("response", t->resp) LKI("attempts", r->attempts)
+                              LKI("duration_ms", ms) LKI("bytes", r->body_len));
 }
 
 static void arm_retry_timer(struct upstream *u)

@@ -568,6 +568,99 @@ static void test_process_environment(void)
     config_free(&c);                                    /* and a second free is harmless */
 }
 
+static void test_trace_sampling(void)
+{
+    struct config c;
+    load1(&c, "HOME=/");
+    CHECK(c.trace_sample_threshold == -1); /* unset: relay everything */
+    CHECK(!c.xray.enabled && c.xray.threshold == 0);
+    CHECK_STR(c.xray.prefix, "");
+    config_free(&c);
+
+    load1(&c, "PYROSCOPE_TRACE_SAMPLE_THRESHOLD=655");
+    CHECK(c.trace_sample_threshold == 655 && c.n_issues == 0);
+    config_free(&c);
+    const char *bad[] = {
+        "PYROSCOPE_TRACE_SAMPLE_THRESHOLD=65536", "PYROSCOPE_TRACE_SAMPLE_THRESHOLD=-1",
+        "PYROSCOPE_TRACE_SAMPLE_THRESHOLD=10%", "PYROSCOPE_TRACE_SAMPLE_THRESHOLD=0.1"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        load1(&c, bad[i]);
+        const struct config_issue *is = issue_for(&c, "PYROSCOPE_TRACE_SAMPLE_THRESHOLD");
+        CHECK(c.trace_sample_threshold == -1 && is && is->level == LOG_LEVEL_WARN);
+        CHECK(is && strstr(is->detail, "65535") && strstr(is->default_value, "relay everything"));
+        config_free(&c);
+    }
+
+    /* The archive: on with the threshold or the bucket, and the values are used (the seed reads
+     * them and then ignores them). */
+    struct env e = {{"XRAYPROFILE_THRESHOLD=6553", "XRAYPROFILE_S3_PREFIX=profiles",
+                     "AWS_REGION=eu-west-1", "AWS_ACCESS_KEY_ID=AKIDEXAMPLE",
+                     "AWS_SECRET_ACCESS_KEY=s3cr3t", "AWS_SESSION_TOKEN=tok",
+                     "XRAYPROFILE_S3_ENDPOINT=http://127.0.0.1:9000//", NULL}};
+    CHECK(config_load(&c, lookup, &e) == 0);
+    CHECK(c.xray.enabled && c.xray.threshold == 6553 && c.n_issues == 0);
+    CHECK_STR(c.xray.prefix, "profiles/");
+    CHECK_STR(c.xray.bucket, "");
+    CHECK_STR(c.xray.region, "eu-west-1");
+    CHECK_STR(c.xray.endpoint, "http://127.0.0.1:9000");
+    CHECK_STR(c.xray.session_token, "tok");
+    config_free(&c);
+
+    struct env e2 = {{"XRAYPROFILE_S3_BUCKET=my-bucket", "XRAYPROFILE_S3_PREFIX=p/",
+                      "AWS_DEFAULT_REGION=us-west-2", "AWS_ACCESS_KEY_ID=A",
+                      "AWS_SECRET_ACCESS_KEY=S", NULL}};
+    CHECK(config_load(&c, lookup, &e2) == 0);
+    CHECK(c.xray.enabled && c.xray.threshold == 0 && c.n_issues == 0);
+    CHECK_STR(c.xray.bucket, "my-bucket");
+    CHECK_STR(c.xray.prefix, "p/");
+    CHECK_STR(c.xray.region, "us-west-2");
+    CHECK_STR(c.xray.session_token, "");
+    config_free(&c);
+
+    /* Each reason the archive cannot work turns it off with one error naming the variable. */
+    struct {
+        const char *kv[8];
+        const char *var;
+    } off[] = {
+        {{"XRAYPROFILE_S3_BUCKET=Bad_Bucket", "AWS_REGION=r", "AWS_ACCESS_KEY_ID=A",
+          "AWS_SECRET_ACCESS_KEY=S", NULL},
+         "XRAYPROFILE_S3_BUCKET"},
+        {{"XRAYPROFILE_THRESHOLD=1", "XRAYPROFILE_S3_ENDPOINT=127.0.0.1:9000", "AWS_REGION=r",
+          "AWS_ACCESS_KEY_ID=A", "AWS_SECRET_ACCESS_KEY=S", NULL},
+         "XRAYPROFILE_S3_ENDPOINT"},
+        {{"XRAYPROFILE_THRESHOLD=1", "AWS_ACCESS_KEY_ID=A", "AWS_SECRET_ACCESS_KEY=S", NULL},
+         "AWS_REGION"},
+        {{"XRAYPROFILE_THRESHOLD=1", "AWS_REGION=r", "AWS_ACCESS_KEY_ID=A", NULL},
+         "AWS_ACCESS_KEY_ID"},
+        {{"XRAYPROFILE_THRESHOLD=1", "AWS_REGION=r", "AWS_SECRET_ACCESS_KEY=S", NULL},
+         "AWS_ACCESS_KEY_ID"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(off); i++) {
+        struct env oe = {{0}};
+        memcpy(oe.kv, off[i].kv, sizeof(off[i].kv));
+        CHECK(config_load(&c, lookup, &oe) == 0);
+        const struct config_issue *is = issue_for(&c, off[i].var);
+        CHECK(!c.xray.enabled && is && is->level == LOG_LEVEL_ERROR);
+        CHECK(is && strstr(is->detail, "archive"));
+        config_free(&c);
+    }
+
+    /* An invalid threshold keeps the archive on at the seed's default (1 in 65,536). */
+    struct env e3 = {{"XRAYPROFILE_THRESHOLD=lots", "AWS_REGION=r", "AWS_ACCESS_KEY_ID=A",
+                      "AWS_SECRET_ACCESS_KEY=S", NULL}};
+    CHECK(config_load(&c, lookup, &e3) == 0);
+    CHECK(c.xray.enabled && c.xray.threshold == 0 && issue_for(&c, "XRAYPROFILE_THRESHOLD"));
+    config_free(&c);
+
+    /* Credentials never reach an issue, and a token with a line break is refused. */
+    struct env e4 = {{"XRAYPROFILE_THRESHOLD=1", "AWS_REGION=r", "AWS_ACCESS_KEY_ID=A",
+                      "AWS_SECRET_ACCESS_KEY=S", "AWS_SESSION_TOKEN=to\r\nX-Evil: 1", NULL}};
+    CHECK(config_load(&c, lookup, &e4) == 0);
+    CHECK(issue_for(&c, "AWS_SESSION_TOKEN") && issues_free_of(&c, "Evil"));
+    CHECK_STR(c.xray.session_token, "");
+    config_free(&c);
+}
+
 int main(void)
 {
     test_defaults();
@@ -586,5 +679,6 @@ int main(void)
     test_secrets_absent_from_issues();
     test_body_limit_fits_queue();
     test_process_environment();
+    test_trace_sampling();
     return check_summary("test_config");
 }
