@@ -179,7 +179,8 @@ class LambdaEmulator:
         self._kill_timer.start()
 
     # -- what the test does --
-    def invoke(self, request_id=None, trace_root=None, timeout_ms=3000):
+    def invoke(self, request_id=None, trace_root=None, timeout_ms=3000, tracing=None):
+        """tracing: the tracing.value verbatim (malformed ones too); "" leaves tracing out."""
         request_id = request_id or str(uuid.uuid4())
         trace_root = trace_root or "1-%08x-%s" % (int(time.time()), uuid.uuid4().hex[:24])
         event = {
@@ -191,6 +192,10 @@ class LambdaEmulator:
             "tracing": {"type": "X-Amzn-Trace-Id",
                         "value": "Root=%s;Parent=%s;Sampled=1" % (trace_root, uuid.uuid4().hex[:16])},
         }
+        if tracing == "":
+            del event["tracing"]
+        elif tracing is not None:
+            event["tracing"]["value"] = tracing
         with self.cond:
             self.events.append(event)
             self.cond.notify_all()
