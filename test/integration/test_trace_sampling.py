@@ -295,6 +295,19 @@ class ArchiveTest(unittest.TestCase):
         self.assertEqual(fn.shutdown(), 0)
         fn.ext.wait_for_log(r'msg="upload failed; will retry" .*to=s3 .*error=SlowDown')
 
+    def test_flush_on_invoke_awaits_the_archive(self):
+        self.s3.delay = 0.5
+        fn = self.function(XRAYPROFILE_S3_BUCKET="profiles", PYROSCOPE_FLUSH_ON_INVOKE="true")
+        fn.invoke(trace_root=root_with("0000"), timeout_ms=5000)
+        self.assertEqual(fn.push("app.cpu"), 200)
+        nxt = fn.invoke(trace_root=root_with("ffff"), timeout_ms=5000) and \
+            fn.emu.calls_to("/event/next")[-1]
+        put = self.puts(1)[0]
+        self.assertEqual(put["status"], 200)
+        self.assertGreaterEqual(nxt.mono, put["answered"],
+                                "next was polled before the archive's PUT finished")
+        self.assertEqual(fn.shutdown(), 0)
+
     def test_archive_off_with_a_clear_error_when_it_cannot_sign(self):
         fn = Function(self, self.remote, XRAYPROFILE_THRESHOLD="65535", AWS_REGION="us-east-1")
         fn.ext.wait_for_log(r'level=error msg="invalid configuration" variable=AWS_ACCESS_KEY_ID '

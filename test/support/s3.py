@@ -135,6 +135,7 @@ class S3Server:
         self.objects = {}  # (bucket, key) -> (body, headers dict lower-cased)
         self.requests = []  # dicts: method, path, headers, status, error
         self.status_override = []  # statuses to answer next, before verifying (e.g. 503)
+        self.delay = 0.0  # seconds to wait before answering each request
         self.cond = threading.Condition()
         server = self
 
@@ -171,9 +172,12 @@ class S3Server:
                 headers = list(self.headers.items())
                 rec = {"method": self.command, "path": self.path,
                        "headers": {k.lower(): v for k, v in headers}, "body": body,
-                       "status": 0, "error": None}
+                       "status": 0, "error": None, "answered": None}
+                if server.delay:
+                    time.sleep(server.delay)
                 status, err = server._serve(self, rec, headers, body)
                 rec["status"], rec["error"] = status, err
+                rec["answered"] = time.monotonic()
                 with server.cond:
                     server.requests.append(rec)
                     server.cond.notify_all()
