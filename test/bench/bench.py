@@ -17,7 +17,7 @@ What it measures, each beside a reference measured in the same run:
   coldstart exec -> listening, exec -> the register request's first bytes, for the extension
             and for trivial.c (bind + listen + connect + write, nothing else).
   memory    idle RSS and threads after registering with the Extensions API emulator, and RSS
-            after 10,000 and 20,000 relayed uploads.
+            after 10,000, 20,000 and 30,000 relayed uploads.
   flush     PYROSCOPE_FLUSH_ON_INVOKE=true: from the remote answering the last upload to the next
             /event/next arriving at the emulator.
 
@@ -567,7 +567,7 @@ def memory(binary, work, sink, body, batch=10000):
             time.sleep(0.3)  # idle: registered, uploader started, long-polling
             out["idle"] = proc_status(ext.proc.pid)
             base = sink.count()
-            for n in (1, 2):
+            for n in (1, 2, 3):
                 target = base + n * batch
                 # wrk until the sink has counted the batch; 503s (queue full) are simply retried
                 # by wrk's next request, so the figure is "after N relayed".
@@ -846,7 +846,7 @@ def run(args):
                           "cpu_share": round(r["cpu_ms"] / (seconds * 1000.0 + r["drain_s"] * 1000), 2)})
         res["workers"] = sweep
         batch = 2000 if args.quick else 10000
-        log("memory: idle after register, then 2 x %d relayed uploads" % batch)
+        log("memory: idle after register, then 3 x %d relayed uploads" % batch)
         res["memory"] = memory(binary, work, sink, b16, batch)
         log("flush cost: PYROSCOPE_FLUSH_ON_INVOKE=true")
         res["flush"] = flush_cost(binary, work, 11 if args.quick else 21)
@@ -992,7 +992,7 @@ def print_report(res):
                                                                 mb(v["VmHWM"]), v["Threads"]))
     if len(keys) >= 2:
         g = mem[keys[-1]]["VmRSS"] - mem[keys[-2]]["VmRSS"]
-        p("growth over the second batch: %+d kB (must not grow)" % g)
+        p("growth over the last batch: %+d kB (must not grow once warm)" % g)
     p("shutdown summary: %s" % mem.get("summary"))
 
     fl = res["flush"]
