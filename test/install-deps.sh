@@ -9,6 +9,11 @@ PACKAGES=(
   python3 nodejs npm wrk openssl clang libclang-rt-14-dev
 )
 
+# test/bench/bench.py needs more: a sink and the profilers (install-deps.sh --bench).
+if [ "${1:-}" = "--bench" ]; then
+  PACKAGES+=(nginx-light strace valgrind linux-perf)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   # nodejs may come from another repository (a newer Node); any installed nodejs will do.
