@@ -19,9 +19,14 @@
 
 #define RESPONSE_SNIPPET 200
 
+/* One per socket, from its first use until curl closes it (on_close_socket): a kept-alive
+ * connection that curl stops watching between two uploads keeps its handle, so reusing it costs
+ * no allocation, no uv_poll_init_socket and no epoll_ctl round trip. */
 struct poll_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
+    int events; /* what uv is polling for; 0 when stopped */
+    bool idle;  /* curl does not watch the socket now (CURL_POLL_REMOVE) */
     struct upstream *u;
     struct poll_ctx *next, **prevp; /* live polls, so close can reach them all */
 };
@@ -59,6 +64,7 @@ struct upstream {
 };
 
 static void drain_finished(struct upstream *u);
+static void on_poll(uv_poll_t *h, int status, int events);
 static void start_transfers(struct upstream *u);
 static void on_retry_timer(uv_timer_t *timer);
 
@@ -107,10 +113,26 @@ static void poll_close(struct poll_ctx *p)
     uv_close((uv_handle_t *)&p->poll, handle_closed);
 }
 
+static void poll_set(struct poll_ctx *p, int events)
+{
+    if (events == p->events)
+        return;
+    p->events = events;
+    if (events)
+        uv_poll_start(&p->poll, events, on_poll);
+    else
+        uv_poll_stop(&p->poll);
+}
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     struct poll_ctx *p = PLE_CONTAINER_OF(h, struct poll_ctx, poll);
     struct upstream *u = p->u;
+    if (p->idle) { /* an idle kept-alive connection woke up (the remote closed it): curl will
+                      notice when it next looks at the connection */
+        poll_set(p, 0);
+        return;
+    }
     int flags = 0;
     if (status < 0)
         flags = CURL_CSELECT_ERR;
@@ -122,6 +144,14 @@ static void on_poll(uv_poll_t *h, int status, int events)
     drain_finished(u);
 }
 
+static struct poll_ctx *poll_find(struct upstream *u, curl_socket_t s)
+{
+    for (struct poll_ctx *p = u->polls; p; p = p->next)
+        if (p->fd == s)
+            return p;
+    return NULL;
+}
+
 static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)e;
@@ -131,11 +161,15 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void 
         if (p) {
             if (!u->closing) /* during curl_multi_cleanup the multi is being torn down */
                 curl_multi_assign(u->multi, s, NULL);
-            poll_close(p);
+            /* Stopped lazily: a read watch on an idle connection only fires when the remote
+             * closes it, and stopping now would cost two epoll_ctl calls on the next reuse. */
+            p->idle = true;
+            if (p->events & UV_WRITABLE)
+                poll_set(p, 0);
         }
         return 0;
     }
-    if (!p) {
+    if (!p && !(p = poll_find(u, s))) {
         p = calloc(1, sizeof(*p));
         if (!p)
             return -1;
@@ -148,10 +182,22 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void 
         p->poll.data = u;
         u->open_handles++;
         PLE_LIST_PUSH(&u->polls, p);
-        curl_multi_assign(u->multi, s, p);
     }
-    int events = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
-    return uv_poll_start(&p->poll, events, on_poll) == 0 ? 0 : -1;
+    if (p->idle || !socketp)
+        curl_multi_assign(u->multi, s, p);
+    p->idle = false;
+    poll_set(p, (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0));
+    return 0;
+}
+
+/* curl closes a socket: its handle goes first, so that libuv drops the fd from epoll while the
+ * fd is still open. */
+static int on_close_socket(void *clientp, curl_socket_t s)
+{
+    struct poll_ctx *p = poll_find(clientp, s);
+    if (p)
+        poll_close(p);
+    return close(s);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -224,6 +270,8 @@ static void configure_easy(struct upstream *u, struct transfer *t)
         curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
     if (u->ca_path)
         curl_easy_setopt(e, CURLOPT_CAPATH, u->ca_path);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
     if (r->sign) {
         curl_easy_setopt(e, CURLOPT_AWS_SIGV4, r->sign->sigv4);
         curl_easy_setopt(e, CURLOPT_USERNAME, r->sign->access_key);
