@@ -57,6 +57,8 @@ struct config {
     size_t max_header_bytes;   /* PYROSCOPE_MAX_HEADER_BYTES, default 64 KiB */
     size_t max_connections;    /* PYROSCOPE_MAX_CONNECTIONS, default 128 */
     int64_t client_timeout_ns; /* PYROSCOPE_CLIENT_TIMEOUT, default 10s */
+    /* PYROSCOPE_SELF_PROFILING_INTERVAL, default 10s: how often the self-profile is uploaded */
+    int64_t self_profiling_interval_ns;
 
     /* Trace-sampled profiling (the README's "Trace-sampled profiling"). */
     int trace_sample_threshold; /* PYROSCOPE_TRACE_SAMPLE_THRESHOLD 0..65535; -1 when unset */

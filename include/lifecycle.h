@@ -19,6 +19,7 @@
 #include "queue.h"
 #include "relay_server.h"
 #include "rewrite.h"
+#include "selfprof.h"
 #include "tracesample.h"
 #include "upstream.h"
 
@@ -52,6 +53,7 @@ struct app {
     struct relay_server *server;
     int listen_error; /* negative uv error when binding failed */
     struct upstream *upstream;
+    struct selfprof *selfprof; /* PYROSCOPE_SELF_PROFILING, else NULL */
     struct extapi *api;
     const char *ext_name; /* basename of argv[0] */
     char ext_id[128];

@@ -447,6 +447,8 @@ static void load_ours(struct loader *l)
         (size_t)get_int(l, "PYROSCOPE_MAX_HEADER_BYTES", 64 << 10, 1024, 16 << 20);
     c->max_connections = (size_t)get_int(l, "PYROSCOPE_MAX_CONNECTIONS", 128, 1, 100000);
     c->client_timeout_ns = get_duration(l, "PYROSCOPE_CLIENT_TIMEOUT", 10 * NS_PER_SEC, "10s");
+    c->self_profiling_interval_ns =
+        get_duration(l, "PYROSCOPE_SELF_PROFILING_INTERVAL", 10 * NS_PER_SEC, "10s");
     fit_body_to_queue(c);
 }
 

@@ -60,6 +60,8 @@ static void on_exit_timer(uv_timer_t *t)
     if (app->upstream)
         upstream_close(app->upstream, NULL, NULL); /* logs and fails what is in flight */
     app->upstream = NULL;
+    selfprof_close(app->selfprof);
+    app->selfprof = NULL;
     if (app->server)
         relay_server_close(app->server, NULL, NULL);
     app->server = NULL;
@@ -141,6 +143,7 @@ static void shutdown_drain(struct app *app, int64_t budget_ms)
     app->state = APP_DRAINING;
     if (app->server)
         relay_server_stop_accepting(app->server);
+    selfprof_flush(app->selfprof, true); /* the last self-profile is drained like any upload */
     log_info("draining", LKI("pending", queue_pending(&app->q)) LKI("budget_ms", budget_ms));
     await_idle(app, budget_ms, drained);
 }
@@ -167,14 +170,14 @@ static void start_uploads(void *ud)
              LKS("remote", remote) LKI("workers", app->cfg->num_workers)
                  LKI("timeout_ms", app->cfg->timeout_ns / 1000000)
                      LKS("flush_on_invoke", app->cfg->flush_on_invoke ? "true" : "false"));
-    if (app->cfg->self_profiling)
-        log_warn("PYROSCOPE_SELF_PROFILING=true is not implemented yet; the extension does not "
-                 "profile itself", );
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
         !(app->upstream = upstream_new(app->loop, &app->q, app->cfg))) {
         log_error("cannot start the uploader (libcurl)", );
         begin_exit(app, 1);
+        return;
     }
+    if (app->cfg->self_profiling)
+        app->selfprof = selfprof_start(app->loop, app->cfg, &app->q, &app->policy, app->session_id);
 }
 
 /* ---- Extensions API ---- */
