@@ -9,6 +9,10 @@
 # frame pointers for the self-profiler, sections so that --gc-sections drops what we don't use.
 set -euo pipefail
 
+# make passes its command line (ARCH=arm64) on, in the environment and in MAKEFLAGS; musl's
+# configure and Makefile have an ARCH of their own (aarch64). Keep only make's flags.
+unset ARCH MAKEOVERRIDES
+case " ${MAKEFLAGS:-}" in *" -- "*) MAKEFLAGS=" ${MAKEFLAGS}"; export MAKEFLAGS="${MAKEFLAGS%% -- *}" ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 src_dir="$root/build/layer-src"
