@@ -46,8 +46,20 @@ START_TIMEOUT = 20.0 if EMULATED else 5.0
 CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
 
 
+_reported = []
+
+
 def report(what, value):
+    """Prints a figure under the test's name (unittest -v then writes ok on a line of its own)."""
     sys.stderr.write("\n  layer %s: %s: %s" % (ARCH, what, value))
+    _reported.append(what)
+
+
+class Case(unittest.TestCase):
+    def tearDown(self):
+        if _reported:
+            sys.stderr.write("\n  ")
+            del _reported[:]
 
 
 def readelf(*args):
@@ -94,7 +106,7 @@ class EmptyRoot:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class LayerArtifactTest(unittest.TestCase):
+class LayerArtifactTest(Case):
     def test_zip_holds_the_binary_and_the_versions(self):
         with zipfile.ZipFile(ZIP) as z:
             infos = {i.filename: i for i in z.infolist()}
@@ -136,7 +148,7 @@ class LayerArtifactTest(unittest.TestCase):
         self.assertLessEqual(zipped, MAX_ZIP)
 
 
-class EmptyRootTest(unittest.TestCase):
+class EmptyRootTest(Case):
     """The binary alone in a root directory: no libc, no loader, no /proc, no /dev."""
 
     def run_in_root(self, root, remote, **env):
