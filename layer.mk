@@ -10,42 +10,51 @@ ARCH ?= x86_64
 ifeq ($(filter $(ARCH),x86_64 arm64),)
 $(error ARCH must be x86_64 or arm64, not '$(ARCH)')
 endif
+# x86_64 links Debian's musl-tools by default; MUSL=source builds musl from Debian's musl source
+# with our flags (frame pointers in libc too), in its own build directory. arm64 always does.
+MUSL ?= debian
+ifeq ($(ARCH),arm64)
+override MUSL := source
+endif
+ifeq ($(filter $(MUSL),debian source),)
+$(error MUSL must be debian or source, not '$(MUSL)')
+endif
 JOBS ?= $(shell nproc)
 MAKEFLAGS += -j$(JOBS) --no-print-directory
 
 NAME := pyroscope-lambda-extension
-B := build/layer-$(ARCH)
+B := build/layer-$(ARCH)$(if $(filter x86_64,$(ARCH)),$(if $(filter source,$(MUSL)),-musl-source))
 SRC := build/layer-src
 PREFIX := $(CURDIR)/$(B)/prefix
 ZIP := dist/$(NAME)-$(ARCH).zip
-DEPS := cmake/layer/deps.sh
+DEPS := PLE_LAYER_DIR=$(CURDIR)/$(B) PLE_MUSL=$(MUSL) bash cmake/layer/deps.sh
 STRIP := $(if $(filter arm64,$(ARCH)),aarch64-linux-gnu-strip,strip)
 
 LIBS := mbedtls cares uv jansson curl
-BASE := $(if $(filter arm64,$(ARCH)),musl,)
+BASE := $(if $(filter source,$(MUSL)),musl,)
 built = $(B)/deps/$(1).version
 fetched = $(SRC)/$(1).version
 
 .PHONY: all test publish clean FORCE
 all: $(ZIP)
 
-$(B)/setup.stamp: $(DEPS)
+$(B)/setup.stamp: cmake/layer/deps.sh
 	@mkdir -p $(@D)
-	bash $(DEPS) setup $(ARCH)
+	$(DEPS) setup $(ARCH)
 	@touch $@
 
 # apt-get source, one package at a time per name; shared by both architectures.
 $(SRC)/%.version: | $(B)/setup.stamp
-	bash $(DEPS) fetch $*
+	$(DEPS) fetch $*
 $(foreach n,musl $(LIBS),$(eval $(SRC)/$(n).version: $(wildcard cmake/layer/patches/$(n)-*.patch)))
 
 $(call built,musl): $(call fetched,musl) $(B)/setup.stamp
-	+bash $(DEPS) build $(ARCH) musl
+	+$(DEPS) build $(ARCH) musl
 $(foreach l,mbedtls cares uv jansson,$(call built,$(l))): $(B)/deps/%.version: $(SRC)/%.version \
     $(B)/setup.stamp $(foreach b,$(BASE),$(call built,$(b)))
-	+bash $(DEPS) build $(ARCH) $*
+	+$(DEPS) build $(ARCH) $*
 $(call built,curl): $(call fetched,curl) $(call built,mbedtls) $(call built,cares)
-	+bash $(DEPS) build $(ARCH) curl
+	+$(DEPS) build $(ARCH) curl
 
 # Our code, through the project's CMakeLists.txt and the layer's toolchain file.
 $(B)/ext/CMakeCache.txt: $(foreach l,$(LIBS),$(call built,$(l))) cmake/layer/toolchain.cmake
@@ -61,13 +70,13 @@ $(B)/$(NAME): $(B)/ext/$(NAME)
 	$(STRIP) --strip-debug -o $@ $<
 
 # The zip: staged apart, so that the fixed timestamps in it do not confuse make.
-$(ZIP): $(B)/$(NAME) $(foreach l,$(BASE) $(LIBS),$(call built,$(l))) $(DEPS)
+$(ZIP): $(B)/$(NAME) $(foreach l,$(BASE) $(LIBS),$(call built,$(l))) cmake/layer/deps.sh
 	@mkdir -p $(@D)
 	rm -rf $(B)/zip $@
 	mkdir -p $(B)/zip/extensions
 	cp $(B)/$(NAME) $(B)/zip/extensions/$(NAME)
 	chmod 755 $(B)/zip/extensions/$(NAME)
-	bash $(DEPS) versions $(ARCH) > $(B)/zip/extensions/.$(NAME).versions
+	$(DEPS) versions $(ARCH) > $(B)/zip/extensions/.$(NAME).versions
 	cd $(B)/zip && touch -d @$$(git log -1 --format=%ct) extensions extensions/$(NAME) \
 	    extensions/.$(NAME).versions \
 	  && zip -q -X -9 $(CURDIR)/$@ extensions extensions/$(NAME) extensions/.$(NAME).versions
@@ -85,4 +94,4 @@ publish: $(ZIP)
 	  --description "$(NAME) $$(git describe --always --dirty)"
 
 clean:
-	rm -rf build/layer-x86_64 build/layer-arm64 $(SRC) dist
+	rm -rf build/layer-x86_64 build/layer-x86_64-musl-source build/layer-arm64 $(SRC) dist

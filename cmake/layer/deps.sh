@@ -36,19 +36,25 @@ sub_make() {
 
 arch_vars() {
   arch=$1
-  build="$root/build/layer-$arch"
+  build="${PLE_LAYER_DIR:-$root/build/layer-$arch}"
   prefix="$build/prefix"
+  musl=${PLE_MUSL:-debian}
   case "$arch" in
     x86_64)
       host=x86_64-linux-musl
       cross=""
+      musl_target=x86_64-linux-gnu
       cc=musl-gcc                          # Debian's musl-tools
+      # musl-tools' libc is built without frame pointers; MUSL=source builds it with ours.
+      [ "$musl" = source ] && cc="$prefix/musl/bin/musl-gcc"
       kernel_headers=(/usr/include/linux /usr/include/asm-generic /usr/include/x86_64-linux-gnu/asm)
       ;;
     arm64)
       host=aarch64-linux-musl
       cross=aarch64-linux-gnu-
-      cc="$prefix/musl/bin/musl-gcc"       # musl built below from Debian's musl source
+      musl_target=aarch64-linux-gnu
+      musl=source                          # Debian has musl-tools for the build architecture only
+      cc="$prefix/musl/bin/musl-gcc"
       kernel_headers=(/usr/aarch64-linux-gnu/include/linux /usr/aarch64-linux-gnu/include/asm-generic
                       /usr/aarch64-linux-gnu/include/asm)
       ;;
@@ -117,7 +123,9 @@ cmd_fetch() {
   [ -n "$pkg" ] || die "unknown dependency '$name'"
   mkdir -p "$src_dir/dl-$name"
   rm -rf "$src_dir/$name" "$src_dir/dl-$name"/*
-  (cd "$src_dir/dl-$name" && apt-get source -qq --download-only --only-source "$pkg" 2>&1 |
+  # Stale apt lists name a version the archive has replaced: update them once and try again.
+  (cd "$src_dir/dl-$name" && { apt-get source -qq --download-only --only-source "$pkg" ||
+     { as_root apt-get update -qq && apt-get source -qq --download-only --only-source "$pkg"; }; } 2>&1 |
      grep -v "unsandboxed as root" || true)
   local dsc
   dsc=$(ls "$src_dir/dl-$name"/*.dsc 2>/dev/null | head -1)
@@ -155,13 +163,14 @@ cmake_dep() {
     { tail -40 "$b.log"; die "$name: cmake configure failed (log: $b.log)"; }
 }
 
+# musl from Debian's source package, for arm64 (cross) and for x86_64 with MUSL=source. Its
+# configure adds -fomit-frame-pointer, but our CFLAGS come after it on each command line.
 build_musl() {
-  # Only for arm64: Debian has musl-tools for the build architecture alone.
   local b="$build/deps/musl"
   rm -rf "$b" "$prefix/musl"
   mkdir -p "$b"
   (cd "$b" && CC="${cross}gcc" CFLAGS="$PLE_CFLAGS" "$src_dir/musl/configure" \
-      --target="${cross%-}" --prefix="$prefix/musl" --disable-shared --enable-wrapper=gcc \
+      --target="$musl_target" --prefix="$prefix/musl" --disable-shared --enable-wrapper=gcc \
       >"$b.log" 2>&1 && sub_make >>"$b.log" 2>&1 && make install >>"$b.log" 2>&1) ||
     { tail -40 "$b.log"; die "musl build failed (log: $b.log)"; }
 }
@@ -248,7 +257,7 @@ cmd_versions() {
   arch_vars "$1"
   echo "# pyroscope-lambda-extension ($arch): statically linked; built from these Debian 12"
   echo "# (bookworm) source packages, with Debian's patches, by layer.mk."
-  if [ "$arch" = x86_64 ]; then
+  if [ "$musl" = debian ]; then
     echo "musl $(dpkg-query -W -f='${Version}' musl-dev) (binary package musl-dev, musl-tools)"
   else
     cat "$build/deps/musl.version"
