@@ -21,4 +21,13 @@ ple_find_lib(uv uv.h uv libuv1-dev)
 ple_find_lib(jansson jansson.h jansson libjansson-dev)
 ple_find_lib(curl curl/curl.h curl libcurl4-openssl-dev)
 
+# The static layer build (layer.mk with cmake/layer/toolchain.cmake) finds everything in
+# PLE_STATIC_PREFIX only; its libcurl.a needs the TLS library and the resolver it was built with.
+if(PLE_STATIC_PREFIX)
+  foreach(l mbedtls mbedx509 mbedcrypto cares)
+    find_library(PLE_STATIC_${l}_LIBRARY NAMES ${l} REQUIRED)
+    set_property(TARGET ple::curl APPEND PROPERTY INTERFACE_LINK_LIBRARIES "${PLE_STATIC_${l}_LIBRARY}")
+  endforeach()
+endif()
+
 include(${CMAKE_CURRENT_LIST_DIR}/Llhttp.cmake)
