@@ -38,6 +38,7 @@ struct transfer {
     struct relay_req *req;
     struct upstream *u;
     uint64_t started_ms;
+    size_t body_sent; /* how much of req->body curl has read */
     size_t resp_len;
     char resp[RESPONSE_SNIPPET];
     char err[CURL_ERROR_SIZE];
@@ -231,8 +232,30 @@ static size_t on_response_body(char *data, size_t size, size_t nmemb, void *ud)
     return n; /* the rest is read and discarded: only the first bytes help a user */
 }
 
-static void set_method_and_body(CURL *e, const struct relay_req *r)
+/* curl reads the body from the request in place (CURLOPT_POSTFIELDS would make it copy a body
+ * under 64 KiB into a fresh request buffer, allocated and freed for every upload). */
+static size_t read_body(char *buf, size_t size, size_t nitems, void *ud)
 {
+    struct transfer *t = ud;
+    size_t left = t->req->body_len - t->body_sent;
+    size_t n = size * nitems < left ? size * nitems : left;
+    memcpy(buf, t->req->body + t->body_sent, n);
+    t->body_sent += n;
+    return n;
+}
+
+static int seek_body(void *ud, curl_off_t offset, int origin)
+{
+    struct transfer *t = ud;
+    if (origin != SEEK_SET || offset < 0 || (size_t)offset > t->req->body_len)
+        return CURL_SEEKFUNC_FAIL;
+    t->body_sent = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+static void set_method_and_body(CURL *e, struct transfer *t)
+{
+    const struct relay_req *r = t->req;
     if (strcmp(r->method, "GET") == 0 && r->body_len == 0) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
         return;
@@ -241,8 +264,13 @@ static void set_method_and_body(CURL *e, const struct relay_req *r)
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
         return;
     }
+    t->body_sent = 0;
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+    curl_easy_setopt(e, CURLOPT_READFUNCTION, read_body);
+    curl_easy_setopt(e, CURLOPT_READDATA, t);
+    curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, seek_body);
+    curl_easy_setopt(e, CURLOPT_SEEKDATA, t);
     if (strcmp(r->method, "POST") != 0)
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
 }
@@ -253,7 +281,7 @@ static void configure_easy(struct upstream *u, struct transfer *t)
     const struct relay_req *r = t->req;
     curl_easy_setopt(e, CURLOPT_URL, r->url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-    set_method_and_body(e, r);
+    set_method_and_body(e, t);
     long timeout_ms = (long)(u->c->timeout_ns / 1000000);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 1L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
