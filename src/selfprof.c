@@ -436,7 +436,7 @@ static void load_elf_symbols(struct selfprof_symtab *t, const char *path, uintpt
     ElfW(Shdr) *sh = NULL;
     ElfW(Sym) *syms = NULL;
     if (!read_exact(fd, &eh, sizeof(eh), 0) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
-        eh.e_ident[EI_CLASS] != (__ELF_NATIVE_CLASS == 64 ? ELFCLASS64 : ELFCLASS32) ||
+        eh.e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) ||
         eh.e_shentsize != sizeof(*sh) || eh.e_shnum == 0)
         goto out;
     sh = malloc(eh.e_shnum * sizeof(*sh));
