@@ -10,9 +10,10 @@ ARCH ?= x86_64
 ifeq ($(filter $(ARCH),x86_64 arm64),)
 $(error ARCH must be x86_64 or arm64, not '$(ARCH)')
 endif
-# x86_64 links Debian's musl-tools by default; MUSL=source builds musl from Debian's musl source
-# with our flags (frame pointers in libc too), in its own build directory. arm64 always does.
-MUSL ?= debian
+# musl is built from Debian's musl source package with our flags, so that libc keeps frame
+# pointers too and the self-profiler's stacks reach main. On x86_64, MUSL=debian links Debian's
+# prebuilt musl-tools instead (no frame pointers in libc), in its own build directory.
+MUSL ?= source
 ifeq ($(ARCH),arm64)
 override MUSL := source
 endif
@@ -23,7 +24,7 @@ JOBS ?= $(shell nproc)
 MAKEFLAGS += -j$(JOBS) --no-print-directory
 
 NAME := pyroscope-lambda-extension
-B := build/layer-$(ARCH)$(if $(filter x86_64,$(ARCH)),$(if $(filter source,$(MUSL)),-musl-source))
+B := build/layer-$(ARCH)$(if $(filter debian,$(MUSL)),-musl-debian)
 SRC := build/layer-src
 PREFIX := $(CURDIR)/$(B)/prefix
 ZIP := dist/$(NAME)-$(ARCH).zip
