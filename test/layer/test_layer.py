@@ -233,6 +233,54 @@ class EmptyRootTest(Case):
         self.stop_cleanly(ext)
 
 
+class SelfProfileTest(Case):
+    """The static binary keeps what the self-profiler needs: its .symtab names our functions and
+    the libraries', and frame pointers in every dependency (musl included) carry the stacks up to
+    main. Run outside the empty root: the profiler reads /proc/self/exe, which Lambda has."""
+
+    @unittest.skipIf(EMULATED, "SIGPROF sampling under qemu-user measures qemu, not the extension")
+    def test_self_profile_reaches_main_and_names_our_functions(self):
+        remote = RecordingRemote().start()
+        self.addCleanup(remote.stop)
+        port = free_port()
+        ext = Extension({"PYROSCOPE_DEV_MODE": "true", "PYROSCOPE_RELAY_PORT": port,
+                         "PYROSCOPE_REMOTE_ADDRESS": remote.url,
+                         "PYROSCOPE_SELF_PROFILING": "true"}, binary=BINARY)
+        self.addCleanup(ext.kill)
+        ext.start(timeout=START_TIMEOUT)
+        body = os.urandom(256 * 1024)
+        path = "/ingest?name=app.cpu&from=1&until=2"
+        cpu_s, deadline = 0.0, time.monotonic() + 20
+        while cpu_s < 0.5 and time.monotonic() < deadline:  # enough CPU for ~50 samples
+            for _ in range(20):
+                self.assertEqual(http_exchange(port, post(path, body))[0].status, 200)
+            with open("/proc/%d/stat" % ext.proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ext.signal_term()  # the last self-profile is queued before the drain
+        self.assertEqual(ext.wait_exit(10), 0, ext.log())
+        profiles = [r for r in remote.requests
+                    if r.params["name"][0].startswith("pyroscope.lambda.extension")]
+        self.assertEqual(len(profiles), 1, ext.log())
+        lines = profiles[0].body.decode().splitlines()
+        samples = {}
+        for line in lines:
+            m = re.match(r"^(.+) (\d+)$", line)
+            self.assertTrue(m, line)
+            samples[m.group(1)] = int(m.group(2))
+        total = sum(samples.values())
+        from_main = sum(n for st, n in samples.items() if "main" in st.split(";"))
+        named = {f for st in samples for f in st.split(";")}
+        report("self-profile", "%d samples for %.2f s of CPU, %d%% of them rooted at main"
+               % (total, cpu_s, 100 * from_main // max(total, 1)))
+        self.assertGreater(total, 10)
+        self.assertGreaterEqual(from_main / total, 0.6, "\n".join(lines[:20]))
+        ours = {"on_read", "on_message_complete", "build_upload", "on_poll", "relay_upload",
+                "start_transfers", "finish_transfer", "drain_finished", "llhttp_execute"}
+        self.assertTrue(named & ours, sorted(named)[:40])
+        self.assertFalse(any(f.startswith("[unknown]") for f in named if f), sorted(named)[:40])
+
+
 def make_ca_and_localhost_cert(d):
     """A fresh CA, and a certificate for DNS name localhost signed by it."""
     def run(*args):
