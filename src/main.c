@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "config.h"
 #include "lifecycle.h"
 #include "log.h"
@@ -59,6 +60,7 @@ int main(int argc, char **argv)
     if (uv_loop_close(&loop) != 0)
         log_warn("loop closed with handles still open", );
     curl_global_cleanup();
+    body_cache_clear();
     config_free(&cfg);
     return app.exit_code;
 }

@@ -1,6 +1,8 @@
 /* Bounded FIFO of uploads plus in-flight accounting and idle waiters. See include/queue.h. */
 #include "queue.h"
 
+#include "buf.h"
+
 #include <assert.h>
 #include <stdlib.h>
 
@@ -11,7 +13,7 @@ void relay_req_free(struct relay_req *r)
     free(r->method);
     free(r->url);
     curl_slist_free_all(r->headers);
-    free(r->body);
+    body_free(r->body);
     free(r);
 }
 

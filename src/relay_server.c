@@ -96,7 +96,8 @@ static void request_reset(struct conn *c)
     c->url.len = 0;
     c->hbytes.len = 0;
     c->n_hdrs = 0;
-    buf_free(&c->body); /* the body moved into the relay_req, or is dropped */
+    body_free(c->body.p); /* the body moved into the relay_req (NULL here), or is dropped */
+    c->body = (struct buf){0};
     c->reject_status = 0;
 }
 
@@ -364,7 +365,7 @@ static int on_headers_complete(llhttp_t *p)
         return -1;
     }
     if (has_length && p->content_length > 0) {
-        c->body.p = malloc(p->content_length + 1);
+        c->body.p = body_alloc(p->content_length + 1);
         if (!c->body.p)
             return -1;
         c->body.cap = p->content_length + 1;

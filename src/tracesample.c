@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "log.h"
 
 static bool is_ingest(const struct upload_view *u)
@@ -105,7 +106,7 @@ static void archive_upload(struct trace_sampling *t, const struct upload_view *u
         r->method = strdup("PUT");
         r->url = key ? archive_url(x->endpoint, x->region, t->bucket, key) : NULL;
         r->headers = archive_headers(t, pl.content_type);
-        r->body = malloc(pl.len ? pl.len : 1);
+        r->body = body_alloc(pl.len ? pl.len : 1);
         r->body_len = pl.len;
         if (r->body)
             memcpy(r->body, pl.data, pl.len);
