@@ -45,6 +45,9 @@ struct relay_req {
 };
 
 void relay_req_free(struct relay_req *r);
+/* What a request costs against queue_max_bytes beyond its body: its URL, headers and
+ * bookkeeping, so that a flood of empty requests is bounded by bytes too. */
+#define QUEUE_ENTRY_OVERHEAD 512
 /* The bytes a request holds, as counted against queue_max_bytes. */
 size_t relay_req_cost(const struct relay_req *r);
 

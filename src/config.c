@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "gofmt.h"
+#include "queue.h"
 #include "rewrite.h"
 #include "util.h"
 #include "xray.h"
@@ -22,7 +23,6 @@
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define NS_PER_SEC 1000000000LL
 #define MAX_WORKERS 64
-#define QUEUE_ENTRY_OVERHEAD 512 /* queue.c counts each upload as its body plus this */
 
 struct loader {
     struct config *c;

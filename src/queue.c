@@ -21,7 +21,7 @@ size_t relay_req_cost(const struct relay_req *r)
 {
     /* The body dominates; a fixed overhead stands for the URL, headers and bookkeeping so that a
      * flood of empty requests is still bounded by bytes too. */
-    return r->body_len + 512;
+    return r->body_len + QUEUE_ENTRY_OVERHEAD;
 }
 
 void queue_init(struct queue *q, size_t max_count, size_t max_bytes)

@@ -36,6 +36,7 @@ struct conn {
     size_t n_hdrs, cap_hdrs;
     struct buf body;
     int reject_status; /* set by a callback that refuses the request: 413, 431 */
+    bool queue_full;   /* refused with 503 at its headers: its body is read and dropped */
     bool progress;     /* bytes arrived since the last sweep */
     unsigned stalled;  /* sweeps in a row without a byte while in a request */
     bool closing;      /* answer with Connection: close and shut down after it */
@@ -99,6 +100,7 @@ static void request_reset(struct conn *c)
     body_free(c->body.p); /* the body moved into the relay_req (NULL here), or is dropped */
     c->body = (struct buf){0};
     c->reject_status = 0;
+    c->queue_full = false;
 }
 
 /* ---- answering ---- */
@@ -364,7 +366,13 @@ static int on_headers_complete(llhttp_t *p)
         c->reject_status = 413;
         return -1;
     }
-    if (has_length && p->content_length > 0) {
+    /* A full queue is told at once: the body is then read without being kept, and without
+     * building an upload that cannot be queued (under a flood, most requests take this path).
+     * Not with trace sampling, which may answer 200 without queueing anything. */
+    if (!c->s->hooks &&
+        !queue_has_room(c->s->q, (has_length ? p->content_length : 0) + QUEUE_ENTRY_OVERHEAD)) {
+        c->queue_full = true;
+    } else if (has_length && p->content_length > 0) {
         c->body.p = body_alloc(p->content_length + 1);
         if (!c->body.p)
             return -1;
@@ -378,6 +386,10 @@ static int on_headers_complete(llhttp_t *p)
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct conn *c = conn_of(p);
+    if (c->queue_full) {
+        c->body.len += len; /* counted for the log, not kept */
+        return 0;
+    }
     if (c->body.len + len > c->s->c->max_body_bytes) {
         c->reject_status = 413; /* a chunked body that grew past the limit */
         return -1;
@@ -492,7 +504,15 @@ static int on_message_complete(llhttp_t *p)
         c->closing = true;
     const struct upload_hooks *hooks = s->hooks;
     struct upload_view v = view_of(c);
-    int status = !hooks || hooks->relay(hooks->ud, &v) ? relay_upload(c, &v) : 200;
+    int status;
+    if (c->queue_full) {
+        s->q->stats.rejected++;
+        log_refusal(s, c->body.len);
+        c->body.len = 0;
+        status = 503;
+    } else {
+        status = !hooks || hooks->relay(hooks->ud, &v) ? relay_upload(c, &v) : 200;
+    }
     if (status == 200 && hooks)
         hooks->accepted(hooks->ud, &v);
     conn_respond(c, status,

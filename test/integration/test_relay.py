@@ -387,6 +387,29 @@ class Refusals(RelayCase):
         self.ext.wait_for_log(r'msg="shutdown summary" accepted=2 relayed=2 failed=0 rejected=2 pending=0')
 
 
+    def test_refused_bodies_are_skipped_and_the_connection_stays_in_step(self):
+        # Refused at their headers while the queue is full, their bodies are read and dropped;
+        # what follows on the same connection is parsed as the next request.
+        self.remote.set_hang()
+        self.start(PYROSCOPE_QUEUE_MAX_COUNT=1, PYROSCOPE_NUM_WORKERS=1)
+        a, b, e = os.urandom(20000), os.urandom(30000), os.urandom(20000)
+        refused_chunked = (b"POST /ingest?n=c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                           b"\r\n\r\n" + chunked([b"\r\nPOST /evil HTTP/1.1\r\n", os.urandom(9000)]))
+        with RawClient(self.ext.port) as c:
+            c.send(post("/ingest?n=a", a) + post("/ingest?n=b", b) + refused_chunked +
+                   post("/ingest?n=d", b"POST /x HTTP/1.1\r\n\r\n"))
+            self.assertEqual([r.status for r in c.read_responses(4)], [200, 503, 503, 503])
+            self.remote.release()
+            self.remote.wait_for(1)
+            c.send(post("/ingest?n=e", e))
+            self.assertEqual(c.read_responses(1)[0].status, 200)
+        got = {g.query: g.body for g in self.remote.wait_for(2)}
+        self.assertEqual(got, {"n=a": a, "n=e": e})
+        self.stop_ok()
+        self.ext.wait_for_log(r'msg="shutdown summary" accepted=2 relayed=2 failed=0 rejected=3 '
+                              r'pending=0')
+
+
 class Uploads(RelayCase):
     def test_num_workers_caps_concurrent_uploads(self):
         self.remote.set_delay(0.3)
