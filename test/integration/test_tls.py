@@ -10,20 +10,12 @@ import unittest
 
 from harness import Extension, free_port
 from remote import RecordingRemote
+from tlsca import make_ca_and_cert as make_test_ca
 from test_relay import http_exchange, post
 
 
 def make_ca_and_cert(d):
-    def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ple test CA",
-        "-keyout", d + "/ca.key", "-out", d + "/ca.pem")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-        "-keyout", d + "/srv.key", "-out", d + "/srv.csr")
-    with open(d + "/ext.cnf", "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", d + "/srv.csr", "-CA", d + "/ca.pem", "-CAkey", d + "/ca.key",
-        "-CAcreateserial", "-days", "1", "-extfile", d + "/ext.cnf", "-out", d + "/srv.pem")
+    make_test_ca(d, "127.0.0.1", "IP:127.0.0.1")
 
 
 @unittest.skipUnless(shutil.which("openssl"), "the openssl command is needed (apt-get install openssl)")

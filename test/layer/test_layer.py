@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(ROOT, "test", "integration"))
 
 from harness import Extension, free_port, http_exchange, post  # noqa: E402
 from remote import RecordingRemote  # noqa: E402
+from tlsca import make_ca_and_cert  # noqa: E402
 
 ARCH = os.environ.get("PLE_LAYER_ARCH", "x86_64")
 ZIP = os.path.join(ROOT, os.environ.get("PLE_LAYER_ZIP", "dist/pyroscope-lambda-extension-%s.zip" % ARCH))
@@ -283,16 +284,8 @@ class SelfProfileTest(Case):
 
 def make_ca_and_localhost_cert(d):
     """A fresh CA, and a certificate for DNS name localhost signed by it."""
-    def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ple layer test CA",
-        "-keyout", d + "/ca.key", "-out", d + "/ca.pem")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-        "-keyout", d + "/srv.key", "-out", d + "/srv.csr")
-    with open(d + "/ext.cnf", "w") as f:
-        f.write("subjectAltName=DNS:localhost\n")
-    run("x509", "-req", "-in", d + "/srv.csr", "-CA", d + "/ca.pem", "-CAkey", d + "/ca.key",
-        "-CAcreateserial", "-days", "1", "-extfile", d + "/ext.cnf", "-out", d + "/srv.pem")
+    make_ca_and_cert(d, "localhost", "DNS:localhost")
+
 
 if __name__ == "__main__":
     for f in (ZIP, BINARY):
