@@ -4,7 +4,6 @@ server certificate for 127.0.0.1 are made fresh with the openssl command for eac
 import os
 import shutil
 import ssl
-import subprocess
 import tempfile
 import unittest
 
