@@ -33,6 +33,10 @@ char *flameql_add_session_id(const char *key, size_t len, const char *session_id
  * change (no name parameter, a name that does not parse, or one that already has the label). */
 char *query_add_session_id(const char *query, size_t len, const char *session_id);
 
+/* The value of query parameter key, decoded as Go's url.QueryUnescape does (a bad escape is kept
+ * as it is), into out (truncated to cap - 1). False when the parameter is absent. */
+bool query_param(const char *query, size_t len, const char *key, char *out, size_t cap);
+
 /* 16 lowercase hex digits from 8 random bytes, NUL-terminated. */
 void session_id_generate(char out[17]);
 

@@ -40,10 +40,6 @@ static inline bool xray_sampled(const struct xray_decision *d, int threshold)
     return threshold >= 0 && d->value <= (unsigned)threshold;
 }
 
-/* The value of query parameter key, percent- and '+'-decoded, into out (truncated to cap - 1).
- * False when the parameter is absent. */
-bool query_param(const char *query, size_t len, const char *key, char *out, size_t cap);
-
 /* The boundary of a "multipart/form-data; boundary=…" content type (quoted or not). */
 bool multipart_boundary(const char *content_type, size_t len, char *out, size_t cap);
 

@@ -253,29 +253,37 @@ static int hexval(char c)
     return -1;
 }
 
-/* Go's url.QueryUnescape into a malloc'd string ('+' is a space); NULL on a bad escape. */
+/* Go's url.QueryUnescape ('+' is a space) into out, which has room for n + 1 bytes; returns the
+ * length, or -1 on a bad escape. lenient keeps a bad escape as it is instead. */
+static long unescape_into(const char *s, size_t n, char *out, bool lenient)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi = s[i] == '%' && i + 2 < n ? hexval(s[i + 1]) : -1;
+        int lo = s[i] == '%' && i + 2 < n ? hexval(s[i + 2]) : -1;
+        if (s[i] != '%' || ((hi < 0 || lo < 0) && lenient)) {
+            out[o++] = s[i] == '+' ? ' ' : s[i];
+        } else if (hi < 0 || lo < 0) {
+            return -1;
+        } else {
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        }
+    }
+    out[o] = '\0';
+    return (long)o;
+}
+
+/* Go's url.QueryUnescape into a malloc'd string; NULL on a bad escape. */
 static char *query_unescape(const char *s, size_t n, size_t *out_len)
 {
     char *out = malloc(n + 1);
-    if (!out)
+    long len = out ? unescape_into(s, n, out, false) : -1;
+    if (len < 0) {
+        free(out);
         return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '%') {
-            out[o++] = s[i] == '+' ? ' ' : s[i];
-            continue;
-        }
-        int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-        int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-        if (hi < 0 || lo < 0) {
-            free(out);
-            return NULL;
-        }
-        out[o++] = (char)(hi * 16 + lo);
-        i += 2;
     }
-    out[o] = '\0';
-    *out_len = o;
+    *out_len = (size_t)len;
     return out;
 }
 
@@ -304,15 +312,17 @@ static char *query_escape(const char *s)
     return out;
 }
 
-/* Finds the value of the first parameter named exactly "name" (so not "username"). */
-static bool find_name_param(const char *q, size_t len, size_t *vstart, size_t *vend)
+/* Finds the value of the first parameter named exactly key (so "name" is not "username"); a
+ * parameter without '=' has an empty value. */
+static bool find_param(const char *q, size_t len, const char *key, size_t *vstart, size_t *vend)
 {
-    size_t pos = 0;
+    size_t klen = strlen(key), pos = 0;
     for (;;) {
         const char *amp = memchr(q + pos, '&', len - pos);
         size_t end = amp ? (size_t)(amp - q) : len;
-        if (end - pos >= 5 && memcmp(q + pos, "name=", 5) == 0) {
-            *vstart = pos + 5;
+        if (end - pos >= klen && memcmp(q + pos, key, klen) == 0 &&
+            (pos + klen == end || q[pos + klen] == '=')) {
+            *vstart = pos + klen + (pos + klen < end);
             *vend = end;
             return true;
         }
@@ -320,6 +330,19 @@ static bool find_name_param(const char *q, size_t len, size_t *vstart, size_t *v
             return false;
         pos = end + 1;
     }
+}
+
+bool query_param(const char *query, size_t len, const char *key, char *out, size_t cap)
+{
+    size_t vs, ve;
+    if (!find_param(query, len, key, &vs, &ve))
+        return false;
+    char *v = malloc(ve - vs + 1);
+    if (v)
+        unescape_into(query + vs, ve - vs, v, true);
+    snprintf(out, cap, "%s", v ? v : "");
+    free(v);
+    return true;
 }
 
 /* The rewritten, re-escaped value of one name parameter, or NULL. */
@@ -337,7 +360,7 @@ static char *rewrite_name_value(const char *v, size_t n, const char *session_id)
 char *query_add_session_id(const char *query, size_t len, const char *session_id)
 {
     size_t vstart, vend;
-    if (!find_name_param(query, len, &vstart, &vend))
+    if (!find_param(query, len, "name", &vstart, &vend))
         return NULL;
     char *enc = rewrite_name_value(query + vstart, vend - vstart, session_id);
     if (!enc)

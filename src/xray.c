@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "rewrite.h"
+
 /* ---- the decision ---- */
 
 static bool all_hex(const char *s, size_t n)
@@ -65,44 +67,7 @@ void xray_decide(const char *tracing, const char *request_id, struct xray_decisi
         d->value = xray_hash16(request_id);
 }
 
-/* ---- queries and multipart bodies ---- */
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)tolower((unsigned char)c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-bool query_param(const char *query, size_t len, const char *key, char *out, size_t cap)
-{
-    size_t klen = strlen(key);
-    const char *p = query, *end = query + len;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *pe = amp ? amp : end;
-        if ((size_t)(pe - p) >= klen && memcmp(p, key, klen) == 0 &&
-            (p + klen == pe || p[klen] == '=')) {
-            size_t o = 0;
-            for (const char *v = p + klen + (p + klen < pe); v < pe && o + 1 < cap; v++) {
-                int hi, lo;
-                if (*v == '%' && pe - v > 2 && (hi = hex_value(v[1])) >= 0 &&
-                    (lo = hex_value(v[2])) >= 0) {
-                    out[o++] = (char)(hi * 16 + lo);
-                    v += 2;
-                } else {
-                    out[o++] = *v == '+' ? ' ' : *v;
-                }
-            }
-            if (cap)
-                out[o] = '\0';
-            return true;
-        }
-        p = amp ? amp + 1 : end;
-    }
-    return false;
-}
+/* ---- multipart bodies ---- */
 
 bool multipart_boundary(const char *ct, size_t len, char *out, size_t cap)
 {
@@ -134,11 +99,6 @@ bool multipart_boundary(const char *ct, size_t len, char *out, size_t cap)
     return false;
 }
 
-static const char *find_bytes(const char *hay, size_t hlen, const char *needle, size_t nlen)
-{
-    return memmem(hay, hlen, needle, nlen);
-}
-
 /* Whether a Content-Disposition value [v, end) has the parameter name="want" (or name=want). */
 static bool disposition_named(const char *v, const char *end, const char *want)
 {
@@ -163,7 +123,7 @@ static bool part_named(const char *h, size_t n, const char *want)
 {
     static const char cd[] = "content-disposition:";
     for (const char *p = h, *end = h + n; p < end;) {
-        const char *eol = find_bytes(p, (size_t)(end - p), "\r\n", 2);
+        const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
         const char *le = eol ? eol : end;
         if ((size_t)(le - p) > sizeof(cd) - 1 && strncasecmp(p, cd, sizeof(cd) - 1) == 0 &&
             disposition_named(p + sizeof(cd) - 1, le, want))
@@ -181,18 +141,18 @@ bool multipart_part(const char *body, size_t len, const char *boundary, const ch
     if (dn < 0 || (size_t)dn >= sizeof(delim))
         return false;
     const char *end = body + len;
-    const char *p = find_bytes(body, len, delim, (size_t)dn); /* the first delimiter */
+    const char *p = memmem(body, len, delim, (size_t)dn); /* the first delimiter */
     while (p) {
         p += dn;
         if (end - p >= 2 && p[0] == '-' && p[1] == '-')
             return false; /* the closing delimiter */
-        const char *hdr_end = find_bytes(p, (size_t)(end - p), "\r\n\r\n", 4);
+        const char *hdr_end = memmem(p, (size_t)(end - p), "\r\n\r\n", 4);
         if (!hdr_end)
             return false;
         const char *content = hdr_end + 4;
         char next_delim[84];
         int nn = snprintf(next_delim, sizeof(next_delim), "\r\n%s", delim);
-        const char *next = find_bytes(content, (size_t)(end - content), next_delim, (size_t)nn);
+        const char *next = memmem(content, (size_t)(end - content), next_delim, (size_t)nn);
         if (!next)
             return false; /* a part that is never closed is not trusted */
         if (part_named(p, (size_t)(hdr_end - p) + 2, name)) {

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "rewrite.h"
 #include "xray.h"
 
 static void test_seed_example(void)
