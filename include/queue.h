@@ -86,6 +86,9 @@ void queue_init(struct queue *q, size_t max_count, size_t max_bytes);
 void queue_dispose(struct queue *q);
 /* Would a request of this cost fit now? */
 bool queue_has_room(const struct queue *q, size_t cost);
+/* For a client upload whose size is known before it is read: true when it would fit now; when
+ * it would not, it is counted as rejected (stats.rejected), as queue_push counts a refusal. */
+bool queue_admit(struct queue *q, size_t body_len);
 /* Takes ownership of r and returns 0, or returns -1 without taking it when a bound is reached
  * (stats.rejected counts it). Calls on_push. */
 int queue_push(struct queue *q, struct relay_req *r);

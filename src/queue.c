@@ -55,6 +55,14 @@ bool queue_has_room(const struct queue *q, size_t cost)
     return count < q->max_count && bytes + cost <= q->max_bytes;
 }
 
+bool queue_admit(struct queue *q, size_t body_len)
+{
+    if (queue_has_room(q, body_len + QUEUE_ENTRY_OVERHEAD))
+        return true;
+    q->stats.rejected++;
+    return false;
+}
+
 int queue_push(struct queue *q, struct relay_req *r)
 {
     size_t cost = relay_req_cost(r);

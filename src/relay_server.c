@@ -369,8 +369,7 @@ static int on_headers_complete(llhttp_t *p)
     /* A full queue is told at once: the body is then read without being kept, and without
      * building an upload that cannot be queued (under a flood, most requests take this path).
      * Not with trace sampling, which may answer 200 without queueing anything. */
-    if (!c->s->hooks &&
-        !queue_has_room(c->s->q, (has_length ? p->content_length : 0) + QUEUE_ENTRY_OVERHEAD)) {
+    if (!c->s->hooks && !queue_admit(c->s->q, has_length ? p->content_length : 0)) {
         c->queue_full = true;
     } else if (has_length && p->content_length > 0) {
         c->body.p = body_alloc(p->content_length + 1);
@@ -475,7 +474,9 @@ static struct upload_view view_of(struct conn *c)
     return v;
 }
 
-/* Queues the upload; returns the status for the client. */
+/* Queues the upload; returns the status for the client. When v is given (hooks), its body is
+ * pointed at the queued copy: the queue frees a request only in queue_done, never from inside
+ * queue_push, so it stays readable for the rest of this callback. */
 static int relay_upload(struct conn *c, struct upload_view *v)
 {
     struct relay_server *s = c->s;
@@ -486,14 +487,23 @@ static int relay_upload(struct conn *c, struct upload_view *v)
     }
     size_t bytes = r->body_len;
     log_trace("request received", LKS("method", r->method) LKI("bytes", bytes));
-    /* The queue frees a request only in queue_done, never from inside queue_push: the body stays
-     * readable through v for the rest of this callback. */
-    v->body = r->body;
+    if (v)
+        v->body = r->body;
     if (queue_push(s->q, r) == 0)
         return 200;
     log_refusal(s, bytes);
     relay_req_free(r);
     return 503;
+}
+
+/* With trace sampling: the hooks decide whether to relay, and see what was answered 200. */
+static int hooked_upload(struct conn *c, const struct upload_hooks *hooks)
+{
+    struct upload_view v = view_of(c);
+    int status = hooks->relay(hooks->ud, &v) ? relay_upload(c, &v) : 200;
+    if (status == 200)
+        hooks->accepted(hooks->ud, &v);
+    return status;
 }
 
 static int on_message_complete(llhttp_t *p)
@@ -502,19 +512,14 @@ static int on_message_complete(llhttp_t *p)
     struct relay_server *s = c->s;
     if (!llhttp_should_keep_alive(p) || !s->accepting)
         c->closing = true;
-    const struct upload_hooks *hooks = s->hooks;
-    struct upload_view v = view_of(c);
     int status;
-    if (c->queue_full) {
-        s->q->stats.rejected++;
+    if (c->queue_full) { /* refused at its headers, already counted */
         log_refusal(s, c->body.len);
         c->body.len = 0;
         status = 503;
     } else {
-        status = !hooks || hooks->relay(hooks->ud, &v) ? relay_upload(c, &v) : 200;
+        status = s->hooks ? hooked_upload(c, s->hooks) : relay_upload(c, NULL);
     }
-    if (status == 200 && hooks)
-        hooks->accepted(hooks->ud, &v);
     conn_respond(c, status,
                  status == 503   ? "relay queue full, retry later\n"
                  : status == 500 ? "out of memory\n"
