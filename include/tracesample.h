@@ -23,7 +23,7 @@ struct trace_sampling_stats {
     uint64_t sampled_out;      /* uploads answered 200 and deliberately not relayed */
     uint64_t invokes_relayed;  /* invokes whose uploads are relayed */
     uint64_t invokes_archived; /* invokes whose uploads are archived */
-    uint64_t archive_unplaced; /* uploads not archived: no bucket could be named */
+    uint64_t archive_dropped;  /* uploads not archived: no bucket could be named, or no memory */
 };
 
 struct trace_sampling {
@@ -34,27 +34,24 @@ struct trace_sampling {
     /* The invoke that uploads belong to. */
     bool have_invoke;
     struct xray_decision decision;
-    char request_id[80];
     bool relay, archive;         /* the decisions for this invoke */
     unsigned archived_in_invoke; /* the key's sequence number */
-    /* From /register and the INVOKE events. */
-    char function_name[128];
-    char account_id[16];
+    /* The lifecycle's own strings, filled by /register and the INVOKE events. */
+    const char *function_name, *account_id, *request_id;
     char bucket[64]; /* the bucket in use; "" until it can be named */
     struct aws_sign sign;
     struct trace_sampling_stats stats;
-    bool unplaced_logged;
+    bool no_bucket_logged;
 };
 
 /* Sets t up from the configuration; t->active tells whether the relay needs its hooks
- * (relay_server_set_hooks(server, &t->hooks)). */
-void trace_sampling_init(struct trace_sampling *t, const struct config *c, struct queue *q);
-/* From /register's answer: the function's name and the account id (either may be ""). */
-void trace_sampling_registered(struct trace_sampling *t, const char *function_name,
-                               const char *account_id);
-/* An INVOKE event: decides for it. tracing is tracing.value ("" when absent); arn is the
- * invokedFunctionArn, where the account id is found when /register did not give it. */
-void trace_sampling_invoke(struct trace_sampling *t, const char *request_id, const char *tracing,
-                           const char *arn);
+ * (relay_server_set_hooks(server, &t->hooks)). function_name, account_id and request_id are the
+ * lifecycle's strings (the function's name and account from /register or the invoked ARN, the
+ * current invoke's requestId), read when needed: they must outlive t. */
+void trace_sampling_init(struct trace_sampling *t, const struct config *c, struct queue *q,
+                         const char *function_name, const char *account_id, const char *request_id);
+/* An INVOKE event, once request_id holds its requestId: decides for it. tracing is tracing.value
+ * ("" when absent). */
+void trace_sampling_invoke(struct trace_sampling *t, const char *tracing);
 
 #endif

@@ -50,7 +50,7 @@ static void on_exit_timer(uv_timer_t *t)
         log_info("per-trace archive summary",
                  LKI("invokes_archived", ts->invokes_archived) LKI("queued", st->archive_accepted)
                      LKI("archived", st->archived) LKI("failed", st->archive_failed)
-                         LKI("dropped", st->archive_rejected + ts->archive_unplaced));
+                         LKI("dropped", st->archive_rejected + ts->archive_dropped));
     for (const struct relay_req *r = app->q.head; r; r = r->next)
         log_not_delivered(r, "upload not delivered: still queued at exit");
     if (app->waiter)
@@ -226,9 +226,12 @@ static void on_invoke(struct app *app, json_t *ev)
     inv->deadline_ms = (int64_t)json_integer_value(json_object_get(ev, "deadlineMs"));
     json_t *tracing = json_object_get(ev, "tracing");
     copy_json_string(tracing, "value", inv->tracing, sizeof(inv->tracing));
-    char arn[256];
-    copy_json_string(ev, "invokedFunctionArn", arn, sizeof(arn));
-    trace_sampling_invoke(&app->sampling, inv->request_id, inv->tracing, arn);
+    if (strlen(app->account_id) != 12) { /* /register did not say: the invoked ARN has it */
+        char arn[256];
+        copy_json_string(ev, "invokedFunctionArn", arn, sizeof(arn));
+        arn_account_id(arn, app->account_id, sizeof(app->account_id));
+    }
+    trace_sampling_invoke(&app->sampling, inv->tracing);
     log_debug("invoke", LKS("requestId", inv->request_id) LKI("seq", inv->seq));
     if (!app->cfg->flush_on_invoke || queue_idle(&app->q)) {
         poll_next(app);
@@ -310,7 +313,6 @@ static void on_registered(void *ud, const struct extapi_response *r)
     copy_json_string(body, "functionVersion", app->function_version, sizeof(app->function_version));
     copy_json_string(body, "accountId", app->account_id, sizeof(app->account_id));
     json_decref(body);
-    trace_sampling_registered(&app->sampling, app->function_name, app->account_id);
     log_info("registered", LKS("extension", app->ext_name) LKS("function", app->function_name)
                                LKS("version", app->function_version));
     if (app->listen_error) {

@@ -36,7 +36,7 @@ static bool name_bucket(struct trace_sampling *t)
     const struct xray_archive_config *x = &t->cfg->xray;
     if (*x->bucket)
         snprintf(t->bucket, sizeof(t->bucket), "%s", x->bucket);
-    else if (t->account_id[0])
+    else if (strlen(t->account_id) == 12)
         archive_default_bucket(t->account_id, x->region, t->bucket, sizeof(t->bucket));
     if (t->bucket[0])
         log_info("per-trace archive", LKS("bucket", t->bucket) LKS("prefix", x->prefix)
@@ -79,9 +79,9 @@ static void archive_upload(struct trace_sampling *t, const struct upload_view *u
 {
     const struct xray_archive_config *x = &t->cfg->xray;
     if (!name_bucket(t)) {
-        t->stats.archive_unplaced++;
-        if (!t->unplaced_logged) {
-            t->unplaced_logged = true;
+        t->stats.archive_dropped++;
+        if (!t->no_bucket_logged) {
+            t->no_bucket_logged = true;
             log_error("upload not archived: no bucket (set XRAYPROFILE_S3_BUCKET; the account id "
                       "for the default bucket is unknown)",
                       LKS("requestId", t->request_id));
@@ -115,7 +115,7 @@ static void archive_upload(struct trace_sampling *t, const struct upload_view *u
         log_error("out of memory: upload not archived", LKS("requestId", t->request_id));
         relay_req_free(r);
         free(key);
-        t->q->stats.archive_rejected++;
+        t->stats.archive_dropped++;
         return;
     }
     if (queue_push(t->q, r) != 0) {
@@ -132,13 +132,18 @@ static void archive_upload(struct trace_sampling *t, const struct upload_view *u
 static void hook_accepted(void *ud, const struct upload_view *u)
 {
     struct trace_sampling *t = ud;
-    if (t->have_invoke && t->archive && is_ingest(u))
+    if (t->archive && is_ingest(u))
         archive_upload(t, u);
 }
 
-void trace_sampling_init(struct trace_sampling *t, const struct config *c, struct queue *q)
+void trace_sampling_init(struct trace_sampling *t, const struct config *c, struct queue *q,
+                         const char *function_name, const char *account_id, const char *request_id)
 {
-    *t = (struct trace_sampling){.cfg = c, .q = q};
+    *t = (struct trace_sampling){.cfg = c,
+                                 .q = q,
+                                 .function_name = function_name,
+                                 .account_id = account_id,
+                                 .request_id = request_id};
     t->hooks = (struct upload_hooks){hook_relay, hook_accepted, t};
     t->active = c->trace_sample_threshold >= 0 || c->xray.enabled;
     if (c->xray.enabled) {
@@ -155,24 +160,12 @@ void trace_sampling_init(struct trace_sampling *t, const struct config *c, struc
                      LKS("bucket", *c->xray.bucket ? c->xray.bucket : "(default)"));
 }
 
-void trace_sampling_registered(struct trace_sampling *t, const char *function_name,
-                               const char *account_id)
-{
-    snprintf(t->function_name, sizeof(t->function_name), "%s", function_name);
-    if (strlen(account_id) == 12)
-        snprintf(t->account_id, sizeof(t->account_id), "%s", account_id);
-}
-
-void trace_sampling_invoke(struct trace_sampling *t, const char *request_id, const char *tracing,
-                           const char *arn)
+void trace_sampling_invoke(struct trace_sampling *t, const char *tracing)
 {
     if (!t->active)
         return;
-    if (!t->account_id[0])
-        arn_account_id(arn, t->account_id, sizeof(t->account_id));
     t->have_invoke = true;
-    snprintf(t->request_id, sizeof(t->request_id), "%s", request_id);
-    xray_decide(tracing, request_id, &t->decision);
+    xray_decide(tracing, t->request_id, &t->decision);
     t->relay = t->cfg->trace_sample_threshold < 0 ||
                xray_sampled(&t->decision, t->cfg->trace_sample_threshold);
     t->archive = t->cfg->xray.enabled && xray_sampled(&t->decision, t->cfg->xray.threshold);
@@ -180,10 +173,11 @@ void trace_sampling_invoke(struct trace_sampling *t, const char *request_id, con
     t->stats.invokes_relayed += t->relay;
     t->stats.invokes_archived += t->archive;
     log_debug("invoke sampling decision",
-              LKS("requestId", request_id) LKS("root", t->decision.traced ? t->decision.root : "")
-                  LKI("value", t->decision.value) LKS("relay", t->relay ? "true" : "false")
-                      LKS("archive", t->archive ? "true" : "false"));
-    if (!t->decision.traced && (t->cfg->trace_sample_threshold >= 0 || t->cfg->xray.enabled))
+              LKS("requestId", t->request_id)
+                  LKS("root", t->decision.traced ? t->decision.root : "")
+                      LKI("value", t->decision.value) LKS("relay", t->relay ? "true" : "false")
+                          LKS("archive", t->archive ? "true" : "false"));
+    if (!t->decision.traced)
         log_debug("no usable X-Ray trace root: sampling on a hash of the requestId",
                   LKS("tracing", tracing));
 }

@@ -184,7 +184,7 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void 
         u->open_handles++;
         PLE_LIST_PUSH(&u->polls, p);
     }
-    if (p->idle || !socketp)
+    if (!socketp) /* new, or idle: curl forgot the assignment at CURL_POLL_REMOVE */
         curl_multi_assign(u->multi, s, p);
     p->idle = false;
     poll_set(p, (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0));
