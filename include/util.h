@@ -2,6 +2,7 @@
 #ifndef PLE_UTIL_H
 #define PLE_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,23 @@
         (node)->next = NULL;                                                                       \
         (node)->prevp = NULL;                                                                      \
     } while (0)
+
+/* Copies at most max characters of s into out (cap bytes, always NUL-terminated), each outside
+ * [A-Za-z0-9._-] as '_': a name that is safe in a FlameQL label or an object key. Returns the
+ * characters written. */
+static inline size_t ple_copy_name(char *out, size_t cap, const char *s, size_t max)
+{
+    size_t o = 0;
+    for (; s && s[o] && o < max && o + 1 < cap; o++) {
+        char c = s[o];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        out[o] = ok ? c : '_';
+    }
+    if (cap)
+        out[o] = '\0';
+    return o;
+}
 
 /* Frees a string that held a secret (a token, a password, a configured header value), wiping it
  * first so that a later core dump or a use-after-free cannot show it. */

@@ -655,15 +655,9 @@ char *selfprof_fold(const struct selfprof_agg *a, const struct selfprof_symtab *
 
 char *selfprof_target(const char *function, const char *session_id, int64_t from_s, int64_t until_s)
 {
-    char fn[128] = "", key[256];
+    char fn[128], key[256];
     /* Lambda names are [A-Za-z0-9_-]; anything else could break the FlameQL key. */
-    for (size_t i = 0; function && function[i] && i + 1 < sizeof(fn); i++) {
-        char c = function[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '-' || c == '_' || c == '.';
-        fn[i] = ok ? c : '_';
-        fn[i + 1] = '\0';
-    }
+    ple_copy_name(fn, sizeof(fn), function, SIZE_MAX);
     if (*fn)
         snprintf(key, sizeof(key), SELFPROF_APP_NAME "{function=%s}", fn);
     else

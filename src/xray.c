@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "rewrite.h"
+#include "util.h"
 
 /* ---- the decision ---- */
 
@@ -208,17 +209,10 @@ void archive_select(const char *query, size_t query_len, const char *content_typ
 
 /* ---- keys and URLs ---- */
 
-static bool key_safe(char c)
-{
-    return isalnum((unsigned char)c) || c == '.' || c == '_' || c == '-';
-}
-
 /* Appends s with every character outside [A-Za-z0-9._-] as '_', at most max characters. */
 static void append_sanitised(char *out, size_t *o, size_t cap, const char *s, size_t max)
 {
-    for (size_t i = 0; s && s[i] && i < max && *o + 1 < cap; i++)
-        out[(*o)++] = key_safe(s[i]) ? s[i] : '_';
-    out[*o] = '\0';
+    *o += ple_copy_name(out + *o, cap - *o, s, max);
 }
 
 /* Appends s percent-encoded as S3 does (everything but [A-Za-z0-9._~-] and '/'). */
