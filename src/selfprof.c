@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
@@ -483,12 +484,35 @@ static void sort_symbols(struct selfprof_symtab *t)
     t->n = w;
 }
 
+/* The vDSO (clock_gettime and friends run there): glibc's dl_iterate_phdr lists it, a static
+ * musl binary's does not, so it is added from the auxiliary vector, as object "[vdso]". */
+static void add_vdso(struct selfprof_symtab *t)
+{
+    uintptr_t base = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
+    for (size_t i = 0; base && i < t->n_objs; i++)
+        if (base >= t->objs[i].lo && base < t->objs[i].hi)
+            return; /* listed already */
+    if (!base)
+        return;
+    const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)base;
+    struct dl_phdr_info info = {.dlpi_addr = base,
+                                .dlpi_name = "[vdso]",
+                                .dlpi_phdr = (const ElfW(Phdr) *)(base + eh->e_phoff),
+                                .dlpi_phnum = eh->e_phnum};
+    for (int i = 0; i < info.dlpi_phnum; i++)
+        if (info.dlpi_phdr[i].p_type == PT_LOAD && info.dlpi_phdr[i].p_offset == 0)
+            info.dlpi_addr =
+                base - info.dlpi_phdr[i].p_vaddr; /* the ELF header is mapped at base */
+    add_object(&info, sizeof(info), t);
+}
+
 struct selfprof_symtab *selfprof_symtab_load(void)
 {
     struct selfprof_symtab *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
     dl_iterate_phdr(add_object, t);
+    add_vdso(t);
     load_elf_symbols(t, "/proc/self/exe", t->n_objs ? t->objs[0].base : 0);
     sort_symbols(t);
     return t;

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/auxv.h>
 #include <string.h>
 
 #include <uv.h>
@@ -174,6 +175,18 @@ static void test_symbols(void)
     free(heap);
 }
 
+/* clock_gettime runs in the vDSO: its frames are named after it, never "[unknown]" (a static
+ * musl binary's dl_iterate_phdr does not list it). */
+static void test_vdso_named(void)
+{
+    uintptr_t vdso = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
+    if (!vdso)
+        return; /* no vDSO on this system */
+    char name[128];
+    selfprof_symtab_name(syms, vdso + 0x100, name, sizeof(name));
+    CHECK(strncmp(name, "[unknown]", 9) != 0);
+}
+
 static void test_fold(void)
 {
     struct selfprof_agg agg = {0};
@@ -249,6 +262,7 @@ int main(void)
     test_walk_synthetic();
     test_walk_real_stack();
     test_symbols();
+    test_vdso_named();
     test_fold();
     test_target();
     selfprof_symtab_free(syms);
