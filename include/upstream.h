@@ -6,7 +6,22 @@
  * as in flight, so flushes and the shutdown drain wait for it too (within their deadlines).
  *
  * Threads: none of ours. libcurl may resolve host names in a thread of its own (the threaded
- * resolver of Debian's build); that thread never touches our state. */
+ * resolver of Debian's build); that thread never touches our state.
+ *
+ * Who owns which descriptor, and the rule for its uv_poll_t (a handle never outlives, and is
+ * never confused with, the socket it was made for; the kernel reuses a closed socket's number at
+ * once, for example for the relay's next accepted client):
+ * - Connection sockets: opened by us in curl's CURLOPT_OPENSOCKETFUNCTION and closed by us in its
+ *   CURLOPT_CLOSESOCKETFUNCTION. Their poll is made at the open and closed (uv_close, which
+ *   takes the fd out of epoll) before close(2); between two uploads it may stay started on an
+ *   idle kept-alive connection, which costs no epoll_ctl on reuse.
+ * - Sockets curl makes on its own (the threaded resolver's socketpair, c-ares' sockets): owned by
+ *   curl or its resolver. Their poll is closed as soon as curl stops watching them
+ *   (CURL_POLL_REMOVE), and after every call into curl any such poll whose socket has gone
+ *   (fstat identity) is stopped before the loop runs again.
+ * - A poll still named by curl after its socket has gone is kept stopped ("orphan") until curl
+ *   names it for the last time or the uploader closes.
+ * The shutdown's debug line "upstream sockets" counts them (opened must equal closed). */
 #ifndef PLE_UPSTREAM_H
 #define PLE_UPSTREAM_H
 

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -19,16 +21,37 @@
 
 #define RESPONSE_SNIPPET 200
 
-/* One per socket, from its first use until curl closes it (on_close_socket): a kept-alive
- * connection that curl stops watching between two uploads keeps its handle, so reusing it costs
- * no allocation, no uv_poll_init_socket and no epoll_ctl round trip. */
+/* One per socket curl watches, never per descriptor number: the kernel hands a closed socket's
+ * number to the next socket, ours (a client accepted by the relay) or curl's, at once.
+ *
+ * Two kinds, because we know the lifetime of one and not of the other:
+ * - owned: a connection socket curl opened through open_socket and closes through close_socket.
+ *   Its poll lives from the open to the close, so a kept-alive connection that curl stops
+ *   watching between two uploads keeps its started read watch: reuse costs no epoll_ctl.
+ * - foreign: a socket curl makes on its own (the threaded resolver's socketpair, c-ares' UDP
+ *   sockets). curl closes it first and says CURL_POLL_REMOVE afterwards, within the same call.
+ *   Its poll is stopped and closed at REMOVE, and after every call into curl any foreign poll
+ *   whose socket is gone (fstat: closed, or the number now names another socket) is stopped
+ *   before control returns to the loop, where an accept could take the number.
+ * A poll whose socket is gone but that curl may still name (its socketp) is an orphan: stopped,
+ * off the lookup list, freed when curl next names it or at upstream_close. */
 struct poll_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
     int events; /* what uv is polling for; 0 when stopped */
-    bool idle;  /* curl does not watch the socket now (CURL_POLL_REMOVE) */
+    bool owned;
+    bool idle;   /* owned, and curl does not watch it now (CURL_POLL_REMOVE) */
+    bool orphan; /* its socket is gone; on u->orphans */
+    dev_t dev;   /* foreign: the socket it was made for */
+    ino_t ino;
     struct upstream *u;
-    struct poll_ctx *next, **prevp; /* live polls, so close can reach them all */
+    struct poll_ctx *next, **prevp; /* u->polls (by fd) or u->orphans */
+};
+
+/* Counted for the shutdown summary's debug line, and for the tests: every socket opened must be
+ * closed through close_socket, and vanished foreign sockets show the mechanism at work. */
+struct socket_stats {
+    uint64_t opened, closed, foreign, vanished, reused_number;
 };
 
 struct transfer {
@@ -50,7 +73,10 @@ struct upstream {
     const struct config *c;
     CURLM *multi;
     uv_timer_t timer;
-    struct poll_ctx *polls;
+    struct poll_ctx *polls;   /* one per live socket, looked up by fd */
+    struct poll_ctx *orphans; /* see struct poll_ctx */
+    size_t n_foreign;         /* foreign polls on u->polls: checked after each call into curl */
+    struct socket_stats sockets;
     struct transfer *active_list;
     struct transfer *spare;    /* finished transfers kept with their easy handle for reuse */
     struct relay_req *waiting; /* failed uploads waiting to be retried, soonest first */
@@ -58,6 +84,7 @@ struct upstream {
     uint32_t rng;
     size_t active, max_active;
     const char *ca_file, *ca_path;
+    long dns_cache_timeout_s; /* PLE_TEST_DNS_CACHE_TIMEOUT, test-only; -1: curl's default */
     int open_handles; /* uv handles not yet closed; the struct is freed when it reaches 0 */
     bool closing;
     void (*done)(void *);
@@ -109,9 +136,25 @@ static void handle_closed(uv_handle_t *h)
 
 static void poll_close(struct poll_ctx *p)
 {
+    if (!p->owned && !p->orphan)
+        p->u->n_foreign--;
     PLE_LIST_REMOVE(p);
     uv_poll_stop(&p->poll);
     uv_close((uv_handle_t *)&p->poll, handle_closed);
+}
+
+/* Its socket is gone: stop watching the number now (libuv drops it from epoll and from its fd
+ * table), keep the struct for as long as curl may name it. */
+static void poll_orphan(struct poll_ctx *p)
+{
+    struct upstream *u = p->u;
+    if (!p->owned)
+        u->n_foreign--;
+    PLE_LIST_REMOVE(p);
+    uv_poll_stop(&p->poll);
+    p->events = 0;
+    p->orphan = true;
+    PLE_LIST_PUSH(&u->orphans, p);
 }
 
 static void poll_set(struct poll_ctx *p, int events)
@@ -153,51 +196,145 @@ static struct poll_ctx *poll_find(struct upstream *u, curl_socket_t s)
     return NULL;
 }
 
+static bool socket_identity(curl_socket_t s, dev_t *dev, ino_t *ino)
+{
+    struct stat st;
+    if (fstat(s, &st) != 0)
+        return false;
+    *dev = st.st_dev;
+    *ino = st.st_ino;
+    return true;
+}
+
+static struct poll_ctx *poll_new(struct upstream *u, curl_socket_t s, bool owned)
+{
+    struct poll_ctx *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    if (!owned && !socket_identity(s, &p->dev, &p->ino)) {
+        free(p);
+        return NULL;
+    }
+    if (uv_poll_init_socket(u->loop, &p->poll, s) != 0) {
+        free(p);
+        return NULL;
+    }
+    p->fd = s;
+    p->u = u;
+    p->owned = owned;
+    p->poll.data = u;
+    u->open_handles++;
+    if (!owned) {
+        u->n_foreign++;
+        u->sockets.foreign++;
+    }
+    PLE_LIST_PUSH(&u->polls, p);
+    return p;
+}
+
+/* After every call into curl, before the loop runs again: a foreign socket that curl has closed
+ * must not stay watched, or the next socket given its number (a relay client) would be. */
+static void reap_vanished(struct upstream *u)
+{
+    for (struct poll_ctx *p = u->polls, *next; u->n_foreign && p; p = next) {
+        next = p->next;
+        dev_t dev;
+        ino_t ino;
+        if (p->owned || (socket_identity(p->fd, &dev, &ino) && dev == p->dev && ino == p->ino))
+            continue;
+        u->sockets.vanished++;
+        poll_orphan(p);
+    }
+}
+
 static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)e;
     struct upstream *u = userp;
     struct poll_ctx *p = socketp;
+    if (p && p->orphan) { /* curl still names a socket that is gone: this is its last word */
+        poll_close(p);
+        if (!u->closing)
+            curl_multi_assign(u->multi, s, NULL);
+        if (what == CURL_POLL_REMOVE)
+            return 0;
+        p = NULL;
+        socketp = NULL;
+    }
     if (what == CURL_POLL_REMOVE) {
-        if (p) {
-            if (!u->closing) /* during curl_multi_cleanup the multi is being torn down */
-                curl_multi_assign(u->multi, s, NULL);
-            /* Stopped lazily: a read watch on an idle connection only fires when the remote
-             * closes it, and stopping now would cost two epoll_ctl calls on the next reuse. */
-            p->idle = true;
-            if (p->events & UV_WRITABLE)
-                poll_set(p, 0);
+        if (!p)
+            return 0;
+        if (!u->closing) /* during curl_multi_cleanup the multi is being torn down */
+            curl_multi_assign(u->multi, s, NULL);
+        if (!p->owned) {
+            poll_close(p);
+            return 0;
         }
+        /* Stopped lazily: a read watch on an idle connection only fires when the remote closes
+         * it, and stopping now would cost two epoll_ctl calls on the next reuse. Safe because
+         * close_socket stops it before the descriptor is closed. */
+        p->idle = true;
+        if (p->events & UV_WRITABLE)
+            poll_set(p, 0);
         return 0;
     }
-    if (!p && !(p = poll_find(u, s))) {
-        p = calloc(1, sizeof(*p));
-        if (!p)
+    if (!p && !(p = poll_find(u, s)) && !(p = poll_new(u, s, false)))
+        return -1;
+    if (!p->owned) { /* the number may name another socket than when its poll was made */
+        dev_t dev;
+        ino_t ino;
+        if (!socket_identity(s, &dev, &ino))
             return -1;
-        if (uv_poll_init_socket(u->loop, &p->poll, s) != 0) {
-            free(p);
-            return -1;
+        if (dev != p->dev || ino != p->ino) { /* make libuv register the new socket */
+            uv_poll_stop(&p->poll);
+            p->events = 0;
+            p->dev = dev;
+            p->ino = ino;
         }
-        p->fd = s;
-        p->u = u;
-        p->poll.data = u;
-        u->open_handles++;
-        PLE_LIST_PUSH(&u->polls, p);
     }
-    if (!socketp) /* new, or idle: curl forgot the assignment at CURL_POLL_REMOVE */
+    if (p != socketp) /* new, or idle: curl forgot the assignment at CURL_POLL_REMOVE */
         curl_multi_assign(u->multi, s, p);
     p->idle = false;
     poll_set(p, (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0));
     return 0;
 }
 
-/* curl closes a socket: its handle goes first, so that libuv drops the fd from epoll while the
- * fd is still open. */
+/* curl opens a connection socket: from here to close_socket it is ours to watch. A poll still
+ * filed under this number stands for a socket that is gone (the kernel gave the number out
+ * again), typically the resolver's socketpair that curl closed a moment ago in this same call. */
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct upstream *u = clientp;
+    if (purpose != CURLSOCKTYPE_IPCXN)
+        return CURL_SOCKET_BAD;
+    curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (s < 0)
+        return CURL_SOCKET_BAD;
+    struct poll_ctx *stale = poll_find(u, s);
+    if (stale) {
+        u->sockets.reused_number++;
+        if (stale->owned) /* curl closed one of its connections without close_socket */
+            log_warn("upstream socket closed behind our back; its watch is dropped",
+                     LKI("fd", s));
+        poll_orphan(stale);
+    }
+    if (!poll_new(u, s, true)) {
+        close(s);
+        return CURL_SOCKET_BAD;
+    }
+    u->sockets.opened++;
+    return s;
+}
+
+/* curl closes a connection socket: its handle goes first, so that libuv drops the fd from epoll
+ * while the fd is still open. */
 static int on_close_socket(void *clientp, curl_socket_t s)
 {
-    struct poll_ctx *p = poll_find(clientp, s);
+    struct upstream *u = clientp;
+    struct poll_ctx *p = poll_find(u, s);
     if (p)
         poll_close(p);
+    u->sockets.closed++;
     return close(s);
 }
 
@@ -298,6 +435,10 @@ static void configure_easy(struct upstream *u, struct transfer *t)
         curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
     if (u->ca_path)
         curl_easy_setopt(e, CURLOPT_CAPATH, u->ca_path);
+    if (u->dns_cache_timeout_s >= 0)
+        curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, u->dns_cache_timeout_s);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, u);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
     if (r->sign) {
@@ -416,6 +557,7 @@ static void on_retry_timer(uv_timer_t *timer)
         queue_requeue(u->q, r); /* ahead of newer uploads: it has waited longest */
     }
     arm_retry_timer(u);
+    reap_vanished(u); /* curl may have closed a foreign socket in any call above */
     start_transfers(u);
 }
 
@@ -539,6 +681,10 @@ struct upstream *upstream_new(uv_loop_t *loop, struct queue *q, const struct con
     u->retry_timer.data = u;
     u->open_handles = 2;
     u->rng = (uint32_t)uv_hrtime() | 1;
+    /* Test-only: how long curl keeps a resolved name (its default is 60 s). The host-name tests
+     * set 0 so that every new connection runs the resolver and its sockets come and go. */
+    const char *dns = getenv("PLE_TEST_DNS_CACHE_TIMEOUT");
+    u->dns_cache_timeout_s = dns && *dns ? strtol(dns, NULL, 10) : -1;
     probe_ca(u);
     q->on_push = on_kick;
     q->on_push_ud = u;
@@ -580,6 +726,12 @@ void upstream_close(struct upstream *u, void (*done)(void *ud), void *ud)
     u->multi = NULL;
     while (u->polls)
         poll_close(u->polls);
+    while (u->orphans)
+        poll_close(u->orphans);
+    log_debug("upstream sockets", LKI("opened", u->sockets.opened) LKI("closed", u->sockets.closed)
+                                      LKI("foreign", u->sockets.foreign)
+                                          LKI("vanished", u->sockets.vanished)
+                                              LKI("number_reused", u->sockets.reused_number));
     uv_timer_stop(&u->timer);
     uv_close((uv_handle_t *)&u->timer, handle_closed);
     uv_timer_stop(&u->retry_timer);
