@@ -3,7 +3,12 @@
  * response parsed with llhttp. It exists apart from the curl uploader so that nothing heavy
  * (TLS, curl's global init) stands between exec and the /register request, and so that the
  * event long-poll never competes with uploads for PYROSCOPE_NUM_WORKERS. No timeouts: /event/next
- * must be allowed to block for as long as the function is idle. */
+ * must be allowed to block for as long as the function is idle.
+ *
+ * Descriptors and handles: each call owns one uv_tcp_t (its socket is closed only by uv_close;
+ * the call's memory is freed in the close callback). The uv_getaddrinfo_t of the one-time
+ * resolution belongs to the client and is cancelled by extapi_close; libuv's worker thread never
+ * touches our state. */
 #ifndef PLE_EXTAPI_H
 #define PLE_EXTAPI_H
 

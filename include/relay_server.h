@@ -2,7 +2,13 @@
  * llhttp. Each complete request becomes a relay_req (remote URL, final headers, body) that is
  * pushed on the queue, and the client is answered at once: 200 when queued, 503 with Retry-After
  * when the queue is full, 413 when the body is over the limit, 400 when the request is
- * malformed. */
+ * malformed.
+ *
+ * Descriptors and handles: each listener and each client connection is a uv_tcp_t that owns its
+ * socket; the socket is closed only by uv_close, and the connection's memory is freed only in
+ * its close callback (a pending uv_shutdown_t holds the connection until then). Nothing else
+ * keeps a connection's fd number or pointer: a relay_req is a copy of the request, so a client
+ * may go away while its upload is still queued. */
 #ifndef PLE_RELAY_SERVER_H
 #define PLE_RELAY_SERVER_H
 

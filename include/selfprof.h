@@ -10,7 +10,11 @@
  * same header policy, queue bounds, retries, flush and drain as any client upload.
  *
  * Off (the default), none of this exists: no signal handler, no timer, no memory. The pure parts
- * (ring, stack walk, aggregation, symbols, folding) are exposed for the unit tests. */
+ * (ring, stack walk, aggregation, symbols, folding) are exposed for the unit tests.
+ *
+ * Descriptors and handles: the ELF files read for symbols are opened and closed within one call;
+ * the profiler keeps no descriptor. Its one uv_timer_t is closed by selfprof_close, which frees
+ * the profiler in the timer's close callback. */
 #ifndef PLE_SELFPROF_H
 #define PLE_SELFPROF_H
 
