@@ -27,6 +27,8 @@ sys.path.insert(0, os.path.join(ROOT, "test", "integration"))
 from harness import Extension, free_port, http_exchange, post  # noqa: E402
 from remote import RecordingRemote  # noqa: E402
 from tlsca import make_ca_and_cert  # noqa: E402
+from hostname import HOST, private_hosts_prefix  # noqa: E402
+from test_hostname_remote import check_scenario  # noqa: E402
 
 ARCH = os.environ.get("PLE_LAYER_ARCH", "x86_64")
 ZIP = os.path.join(ROOT, os.environ.get("PLE_LAYER_ZIP", "dist/pyroscope-lambda-extension-%s.zip" % ARCH))
@@ -280,6 +282,33 @@ class SelfProfileTest(Case):
                 "start_transfers", "finish_transfer", "drain_finished", "llhttp_execute"}
         self.assertTrue(named & ours, sorted(named)[:40])
         self.assertFalse(any(f.startswith("[unknown]") for f in named if f), sorted(named)[:40])
+
+
+class HostNameRemoteTest(Case):
+    """Issue 12's scenario for the static binary (curl with c-ares): a remote named by a host name
+    that only a private /etc/hosts knows, 1,000 uploads each on a fresh client connection, the
+    name resolved again for every upload. Not one client may go unanswered."""
+
+    def test_every_client_answered_and_every_upload_delivered(self):
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp, True)
+        prefix = private_hosts_prefix(tmp)
+        if EMULATED:
+            if not QEMU:
+                raise unittest.SkipTest("qemu-aarch64-static is needed (apt-get install qemu-user-static)")
+            prefix.append(QEMU)
+        remote = RecordingRemote().start()
+        self.addCleanup(remote.stop)
+        remote.close_each = True  # a new connection, so a new resolve, per upload
+        ext = Extension({"PYROSCOPE_DEV_MODE": "true", "PYROSCOPE_RELAY_PORT": free_port(),
+                         "PYROSCOPE_REMOTE_ADDRESS": "http://%s:%d" % (HOST, remote.port),
+                         "PYROSCOPE_LOG_LEVEL": "debug", "PLE_TEST_DNS_CACHE_TIMEOUT": "0"},
+                        binary=BINARY, prefix=prefix)
+        self.addCleanup(ext.kill)
+        ext.start(timeout=START_TIMEOUT)
+        fig = check_scenario(self, ext, remote, 1000, resolver_sockets=False)
+        report("host-name remote, 1000 uploads on fresh connections", "0 unanswered; sockets %s"
+               % " ".join("%s=%d" % kv for kv in sorted(fig.items())))
 
 
 def make_ca_and_localhost_cert(d):

@@ -76,7 +76,9 @@ def free_port(host=None):
 
 
 class Extension:
-    def __init__(self, env, binary=BINARY):
+    def __init__(self, env, binary=BINARY, prefix=None):
+        """prefix: argv run in front of the binary, which it must exec (so that the process the
+        harness signals is the extension itself), e.g. hostname.private_hosts_prefix()."""
         # A minimal environment: nothing of the outer PYROSCOPE_* leaks into a test.
         self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         for k in PASS_THROUGH:
@@ -84,6 +86,7 @@ class Extension:
                 self.env[k] = os.environ[k]
         self.env.update({k: str(v) for k, v in env.items()})
         self.binary = binary
+        self.prefix = list(prefix or [])
         self.proc = None
         self.lines = []   # stderr lines without "\n"; None is appended at end of output
         self.cond = threading.Condition()
@@ -101,7 +104,7 @@ class Extension:
         limit = None
         if max_fds:
             limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds))
-        self.proc = subprocess.Popen([self.binary], env=self.env, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.prefix + [self.binary], env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      preexec_fn=limit, close_fds=True)
         with _live_lock:

@@ -90,6 +90,7 @@ class RecordingRemote:
         self.retry_after = None  # seconds, sent with non-2xx answers when set
         self.resets = 0          # reset (RST) the connection instead of answering, this many times
         self.keepalive_idle = None  # close a kept-alive connection idle for this many seconds
+        self.close_each = False     # answer with Connection: close: one request per connection
         self.active = 0          # requests being handled now (read, not yet answered)
         self.peak_active = 0     # the most ever handled at once
         self.connections = []    # (ip, port) of every TCP connection accepted, in order
@@ -168,6 +169,7 @@ class RecordingRemote:
                     remote.peak_active = max(remote.peak_active, remote.active)
                     status = remote.statuses.pop(0) if remote.statuses else remote.status
                     delay, hang, drop = remote.delay, remote.hang, remote.drop
+                    close_each = remote.close_each
                     release = remote._release
                     reset = remote.resets > 0
                     remote.resets -= 1 if reset else 0
@@ -193,6 +195,9 @@ class RecordingRemote:
                         if status >= 300 and remote.retry_after is not None:
                             self.send_header("Retry-After", str(remote.retry_after))
                         self.send_header("Content-Length", str(len(body)))
+                        if close_each:
+                            self.send_header("Connection", "close")
+                            self.close_connection = True
                         self.end_headers()
                         if self.command != "HEAD":
                             self.wfile.write(body)
