@@ -5,8 +5,9 @@
                                                             ^
                           synthetic function ── pprof ──────┘ http://localhost:4040
 
-It prints what happens: the invokes, the profiles pushed and how long the function waited for
-each, the flush waits, and the extension's shutdown summary.
+It prints what happens: for each invoke, how long the extension took to ask for the next event
+(with flush on invoke, after the uploads still in flight) and how long each of the function's
+pushes took to be answered; then the extension's shutdown summary.
 """
 import argparse
 import http.client
@@ -106,8 +107,16 @@ def main():
             reg = emu.wait_calls("/register", 1, timeout=5)[0]
             print("registered %.1f ms after exec" % ((reg.mono - t_exec) * 1000))
             emu.wait_calls("/event/next", 1, timeout=5)
+            flush = env["PYROSCOPE_FLUSH_ON_INVOKE"].lower() in ("1", "t", "true")
+            print("each invoke: 'ready' is how long after the INVOKE the extension asked Lambda for "
+                  "the next event%s; 'answered' is how long each of the function's pushes to "
+                  "localhost:4040 took until the relay's 200 (the time its profiler is held up)"
+                  % (" (with flush on invoke it first finishes the uploads still in flight)"
+                     if flush else ""))
+            pushed = 0
             for i in range(1, args.invokes + 1):
                 nexts = len(emu.calls_to("/event/next"))
+                in_flight = pushed - len(remote.requests) if remote else None
                 t_invoke = time.monotonic()
                 emu.invoke(timeout_ms=3000)
                 # The extension answers the invoke with its next /event/next: with flush on
@@ -115,10 +124,20 @@ def main():
                 nxt = emu.wait_calls("/event/next", nexts + 1, timeout=5)[-1]
                 # The function runs: its profiler pushes to the relay while it works.
                 waits = push_profiles(port, i, rng)
-                print("invoke %d: the extension was ready %.1f ms after the INVOKE (flush of "
-                      "earlier uploads); the function pushed %d profiles and waited %s ms" % (
-                          i, (nxt.mono - t_invoke) * 1000, len(waits),
-                          "/".join("%.2f" % w for w in waits)))
+                pushed += len(waits)
+                if not flush:
+                    why = "flush on invoke is off"
+                elif in_flight == 0 or pushed == len(waits):
+                    why = "no earlier upload was in flight"
+                elif in_flight is None:
+                    why = "after finishing whatever of invoke %d's uploads was in flight" % (i - 1)
+                else:
+                    why = "after the %d upload%s of invoke %d reached the remote" % (
+                        in_flight, "" if in_flight == 1 else "s", i - 1)
+                print("invoke %d: ready %.1f ms after the INVOKE (%s); the function pushed %d "
+                      "profiles, answered in %s ms" % (
+                          i, (nxt.mono - t_invoke) * 1000, why, len(waits),
+                          " and ".join("%.2f" % w for w in waits)))
             emu.shutdown(deadline_in_ms=2000)
             code = proc.wait(timeout=5)
         finally:

@@ -7,6 +7,7 @@ PACKAGES=(
   gcc make cmake libc6-dev pkg-config ca-certificates
   libuv1-dev libcurl4-openssl-dev libjansson-dev node-llhttp
   python3 nodejs npm wrk openssl clang libclang-rt-14-dev
+  awscli
 )
 
 # test/bench/bench.py needs more: a sink and the profilers (install-deps.sh --bench).

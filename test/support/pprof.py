@@ -110,3 +110,94 @@ def go_client_upload(app="demo.app", labels=None, rng=None):
                              ("sample_type_config", "sample_type_config.json",
                               b'{"cpu":{"units":"samples","sampled":true}}')])
     return "/ingest?" + query, {"Content-Type": ctype, "User-Agent": "pyroscope-go/demo"}, body
+
+
+# ---- reading: enough of a pprof reader to prove that a stored object is the profile ----
+
+def _read_varint(buf, i):
+    n = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return n, i
+
+
+def _fields(buf):
+    """Yields (field number, wire type, value) of a protobuf message: an int for varints, bytes
+    for length-delimited fields. Raises ValueError on anything malformed or unexpected."""
+    i = 0
+    while i < len(buf):
+        key, i = _read_varint(buf, i)
+        num, wire = key >> 3, key & 7
+        if num == 0:
+            raise ValueError("field number 0 at offset %d" % i)
+        if wire == 0:
+            value, i = _read_varint(buf, i)
+        elif wire == 2:
+            n, i = _read_varint(buf, i)
+            if i + n > len(buf):
+                raise ValueError("length-delimited field %d runs past the end" % num)
+            value, i = buf[i:i + n], i + n
+        else:
+            raise ValueError("wire type %d of field %d is not used by pprof" % (wire, num))
+        yield num, wire, value
+
+
+def _ints(wire, value):
+    """A repeated integer field: packed (wire 2) or one varint (wire 0)."""
+    if wire == 0:
+        return [value]
+    out, i = [], 0
+    while i < len(value):
+        v, i = _read_varint(value, i)
+        out.append(v)
+    return out
+
+
+def read_profile(data):
+    """Decodes a pprof Profile (gzipped or not). Returns {"sample_types": [(type, unit)],
+    "stacks": [([frames, root first], [values])], "period": n}."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    strings, sample_types, samples, locations, functions = [], [], [], {}, {}
+    period = 0
+    for num, wire, value in _fields(data):
+        if num == 1:  # ValueType sample_type
+            vt = {n: v for n, _, v in _fields(value)}
+            sample_types.append((vt.get(1, 0), vt.get(2, 0)))
+        elif num == 2:  # Sample
+            locs, vals = [], []
+            for n, w, v in _fields(value):
+                if n == 1:
+                    locs += _ints(w, v)
+                elif n == 2:
+                    vals += _ints(w, v)
+            samples.append((locs, vals))
+        elif num == 4:  # Location: id, lines (function ids)
+            lid, funcs = 0, []
+            for n, w, v in _fields(value):
+                if n == 1:
+                    lid = v
+                elif n == 4:
+                    funcs += [fv for fn, _, fv in _fields(v) if fn == 1]
+            locations[lid] = funcs
+        elif num == 5:  # Function: id, name (string index)
+            f = {n: v for n, _, v in _fields(value)}
+            functions[f.get(1, 0)] = f.get(2, 0)
+        elif num == 6:
+            strings.append(value.decode())
+        elif num == 12:
+            period = value
+
+    def name(fid):
+        return strings[functions[fid]]
+
+    stacks = []
+    for locs, vals in samples:
+        frames = [name(fid) for lid in locs for fid in reversed(locations[lid])]
+        stacks.append((list(reversed(frames)), vals))  # pprof lists the leaf first
+    return {"sample_types": [(strings[t], strings[u]) for t, u in sample_types],
+            "stacks": stacks, "period": period}

@@ -1,4 +1,5 @@
-"""A small S3 for the tests: PUT and GET Object with path-style addressing on 127.0.0.1, every
+"""A small S3 for the tests: PUT Object, GET Object and ListObjectsV2 (enough for the AWS CLI's
+`aws s3 cp --recursive`) with path-style addressing on 127.0.0.1, every
 request authenticated with AWS Signature Version 4 (Authorization header form), which this module
 verifies itself. The verifier is checked against AWS's published examples in test_s3_sigv4.py.
 
@@ -13,6 +14,7 @@ import http.server
 import threading
 import time
 import urllib.parse
+from xml.sax.saxutils import escape as xml_escape
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -210,14 +212,43 @@ class S3Server:
             return 404, "NoSuchBucket"
         if h.command == "PUT":
             with self.cond:
-                self.objects[(bucket, key)] = (body, rec["headers"])
+                self.objects[(bucket, key)] = (body, dict(rec["headers"], __stored=time.time()))
             h._answer(200, b"", extra=[("ETag", '"' + hashlib.md5(body).hexdigest() + '"')])
             return 200, None
+        if h.command == "GET" and not key:
+            return self._list(h, bucket, urllib.parse.parse_qs(h.path.partition("?")[2]))
         obj = self.objects.get((bucket, key))
         if not obj:
             h._error(404, "NoSuchKey", "The specified key does not exist.")
             return 404, "NoSuchKey"
         h._answer(200, obj[0], ctype="application/octet-stream")
+        return 200, None
+
+    def _list(self, h, bucket, params):
+        """ListObjectsV2 (GET /bucket?list-type=2&prefix=...), what `aws s3 cp --recursive` and
+        `aws s3 ls` call first. One page: the tests store far fewer than 1000 objects."""
+        if params.get("list-type") != ["2"]:
+            h._error(400, "InvalidArgument", "only ListObjectsV2 (list-type=2) is implemented")
+            return 400, "InvalidArgument"
+        prefix = params.get("prefix", [""])[0]
+        url = params.get("encoding-type") == ["url"]
+        enc = (lambda k: urllib.parse.quote(k, safe="/")) if url else xml_escape
+        with self.cond:
+            keys = sorted(k for (b, k) in self.objects if b == bucket and k.startswith(prefix))
+            objs = [(k, self.objects[(bucket, k)]) for k in keys]
+        out = ['<?xml version="1.0" encoding="UTF-8"?>\n'
+               '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
+               f"<Name>{bucket}</Name><Prefix>{enc(prefix)}</Prefix><KeyCount>{len(objs)}</KeyCount>"
+               "<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>"]
+        if url:
+            out.append("<EncodingType>url</EncodingType>")
+        for key, (body, headers) in objs:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(headers["__stored"]))
+            out.append(f"<Contents><Key>{enc(key)}</Key><LastModified>{stamp}</LastModified>"
+                       f"<ETag>&quot;{hashlib.md5(body).hexdigest()}&quot;</ETag>"
+                       f"<Size>{len(body)}</Size><StorageClass>STANDARD</StorageClass></Contents>")
+        out.append("</ListBucketResult>")
+        h._answer(200, "".join(out).encode())
         return 200, None
 
     def __enter__(self):
