@@ -57,6 +57,7 @@ static void on_exit_timer(uv_timer_t *t)
         queue_cancel_wait(&app->q, app->waiter);
     app->waiter = NULL;
     /* Every part closes its handles; uv_run returns in main once the last one is closed. */
+    credentials_close(&app->creds); /* before the uploader, which ends its fetch */
     if (app->upstream)
         upstream_close(app->upstream, NULL, NULL); /* logs and fails what is in flight */
     app->upstream = NULL;
@@ -176,6 +177,7 @@ static void start_uploads(void *ud)
         begin_exit(app, 1);
         return;
     }
+    credentials_attach(&app->creds, app->upstream);
     if (app->cfg->self_profiling)
         app->selfprof = selfprof_start(app->loop, app->cfg, &app->q, &app->policy, app->session_id);
 }
