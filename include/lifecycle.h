@@ -21,6 +21,7 @@
 #include "relay_server.h"
 #include "rewrite.h"
 #include "selfprof.h"
+#include "snapstart.h"
 #include "tracesample.h"
 #include "upstream.h"
 
@@ -64,6 +65,7 @@ struct app {
     struct invoke invoke;
     struct trace_sampling sampling;
     struct credentials creds; /* what the archive's PUTs are signed with */
+    struct snapstart snap;
     enum app_state state;
     uv_signal_t sigterm, sigint;
     uv_timer_t timer; /* the flush or drain deadline, and the deferred exit */

@@ -40,6 +40,11 @@ typedef void (*upstream_fetch_cb)(void *ud, int curl_code, long status, const ch
 int upstream_fetch(struct upstream *u, const char *url, const char *header, upstream_fetch_cb cb,
                    void *ud);
 
+/* After a SnapStart restore (include/snapstart.h): reseeds the retry jitter and shuts every
+ * connection made before the snapshot, so that no upload is sent on one, and drops the TLS
+ * sessions cached with them. Cheap; harmless when called again. */
+void upstream_after_restore(struct upstream *u);
+
 /* Logs, at error level, an accepted upload that will not be delivered, and why. */
 void log_not_delivered(const struct relay_req *r, const char *why);
 

@@ -273,6 +273,7 @@ static void on_event(void *ud, const struct extapi_response *r)
     json_error_t jerr;
     json_t *ev = json_loadb(r->body, r->body_len, 0, &jerr);
     const char *type = json_string_value(json_object_get(ev, "eventType"));
+    snapstart_on_event(app); /* SnapStart: the first event after init is the restore */
     if (type && strcmp(type, "INVOKE") == 0) {
         on_invoke(app, ev);
     } else if (type && strcmp(type, "SHUTDOWN") == 0) {

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -687,6 +689,31 @@ int upstream_fetch(struct upstream *u, const char *url, const char *header, upst
     relay_req_free(r); /* frees the header line, which may hold a token */
     free(f);
     return -1;
+}
+
+void upstream_after_restore(struct upstream *u)
+{
+    /* The jitter of every restored copy would otherwise follow the same sequence. */
+    uint32_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+        seed = (uint32_t)uv_hrtime();
+    u->rng = seed ? seed : 1;
+    /* Every connection curl holds was made before the snapshot, and every restored copy holds the
+     * same one (same TLS keys, same sequence numbers) to a remote that has long forgotten it.
+     * shutdown() leaves the descriptor open, so the poll bookkeeping is untouched: curl finds an
+     * idle one dead (readable at EOF) before it would reuse it and closes it, and an upload still
+     * in flight on one fails as a transport error and is retried on a fresh connection. */
+    size_t n = 0;
+    for (struct poll_ctx *p = u->polls; p; p = p->next, n++)
+        shutdown(p->fd, SHUT_RDWR);
+    /* The spare easy handles hold the TLS sessions cached before the snapshot. */
+    while (u->spare) {
+        struct transfer *t = u->spare;
+        u->spare = t->next;
+        curl_easy_cleanup(t->easy);
+        free(t);
+    }
+    log_debug("after restore: pre-snapshot connections shut, jitter reseeded", LKI("connections", n));
 }
 
 static void abort_active(struct upstream *u)
