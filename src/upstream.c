@@ -47,6 +47,7 @@ struct transfer {
     char err[CURL_ERROR_SIZE];
     struct curl_slist *sign_headers; /* a signed request's headers plus its session token */
     struct fetch *fetch;             /* an upstream_fetch, not an upload: t->req is its own */
+    unsigned gen;                    /* u->gen when its easy handle was made */
 };
 
 /* A small GET of our own (upstream_fetch) riding on the uploader's multi. */
@@ -70,6 +71,7 @@ struct upstream {
     struct transfer *fetches;  /* upstream_fetch transfers in flight */
     uv_timer_t retry_timer;
     uint32_t rng;
+    unsigned gen; /* SnapStart restores seen: easy handles made before one are not kept */
     size_t active, max_active;
     const char *ca_file, *ca_path;
     int open_handles; /* uv handles not yet closed; the struct is freed when it reaches 0 */
@@ -367,6 +369,7 @@ static struct transfer *transfer_get(struct upstream *u)
             return NULL;
         }
         t->u = u;
+        t->gen = u->gen;
     }
     t->resp_len = 0;
     t->resp[0] = t->err[0] = '\0';
@@ -380,6 +383,11 @@ static void transfer_spare(struct upstream *u, struct transfer *t)
     curl_slist_free_all(t->sign_headers);
     t->sign_headers = NULL;
     t->req = NULL;
+    if (t->gen != u->gen) { /* in flight at a restore: its TLS sessions predate the snapshot */
+        curl_easy_cleanup(t->easy);
+        free(t);
+        return;
+    }
     t->next = u->spare;
     u->spare = t;
 }
@@ -706,7 +714,9 @@ void upstream_after_restore(struct upstream *u)
     size_t n = 0;
     for (struct poll_ctx *p = u->polls; p; p = p->next, n++)
         shutdown(p->fd, SHUT_RDWR);
-    /* The spare easy handles hold the TLS sessions cached before the snapshot. */
+    /* The easy handles hold the TLS sessions cached before the snapshot: the spare ones go now,
+     * those in flight when they finish (transfer_spare). */
+    u->gen++;
     while (u->spare) {
         struct transfer *t = u->spare;
         u->spare = t->next;

@@ -27,10 +27,11 @@ class SnapStartTest(unittest.TestCase):
         self.emu.__enter__()
         self.addCleanup(self.emu.stop)
 
-    def start(self, snapstart):
+    def start(self, snapstart, **more):
         self.port = free_port()
         env = {"AWS_LAMBDA_RUNTIME_API": self.emu.address, "PYROSCOPE_RELAY_PORT": self.port,
                "PYROSCOPE_REMOTE_ADDRESS": self.remote.url, "PYROSCOPE_LOG_LEVEL": "debug"}
+        env.update(more)
         if snapstart:
             env.update(LambdaEmulator.SNAPSTART_ENV)
         self.ext = Extension(env=env)
@@ -78,6 +79,27 @@ class SnapStartTest(unittest.TestCase):
         self.emu.shutdown()
         self.assertEqual(self.ext.wait_exit(10), 0)
         self.assertEqual(sum("restored from a SnapStart" in l for l in self.ext.log_lines()), 1)
+
+    def test_an_upload_in_flight_at_the_snapshot_is_retried_on_a_fresh_connection(self):
+        """The remote never answers the upload sent before the snapshot: after the restore it is
+        retried on a new connection at once, not after PYROSCOPE_TIMEOUT (60 s here)."""
+        self.start(snapstart=True, PYROSCOPE_TIMEOUT="60s")
+        self.emu.wait_calls("/event/next", 1)
+        self.remote.set_hang(True)
+        self.push("app.init")
+        first = self.remote.wait_arrivals(1, timeout=10)[0]
+        self.remote.set_hang(False)  # the held answer stays held; later ones are answered
+        self.emu.snapshot_and_restore()
+        self.invoke()
+        self.remote.wait_for(1, timeout=20)
+        retried = self.remote.requests[0]
+        self.assertEqual(session_of(retried), session_of(first))  # made during init: unchanged
+        self.assertNotEqual(retried.client, first.client)
+        self.assertEqual(retried.conn_seq, 0)
+        self.ext.wait_for_log(r'msg="upload failed; will retry"')
+        self.emu.shutdown()
+        self.assertEqual(self.ext.wait_exit(10), 0)
+        self.ext.wait_for_log(r'msg="shutdown summary" accepted=1 relayed=1 failed=0')
 
     def test_on_demand_keeps_its_session_and_connection_across_a_freeze(self):
         """The control: without snap-start a freeze is not a restore, and the same test sees the
