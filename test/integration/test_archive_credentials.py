@@ -106,6 +106,37 @@ class ContainerCredentialsTest(unittest.TestCase):
         self.assertEqual([r["status"] for r in ep.requests], [503, 200])
         self.assertEqual(fn.shutdown(), 0)
 
+    def test_a_put_waits_for_its_credentials_and_the_flush_waits_for_it(self):
+        ep = self.endpoint([creds(AK1, SK1, TK1)])
+        ep.delay = 1.5
+        fn = self.function(ep, PYROSCOPE_FLUSH_ON_INVOKE="true")
+        fn.invoke(trace_root=root_with("0001"))
+        self.assertEqual(fn.push("app"), 200)  # its PUT is held until the credentials come
+        # Invoke 2's flush (of invoke 1's uploads) waits for the held PUT: it reached S3 before
+        # the extension polled /event/next after invoke 2.
+        fn.invoke(trace_root=root_with("0001"))
+        after_flush = fn.emu.calls_to("/event/next")[-1]
+        put = self.s3.wait_for(lambda rs: len(rs) >= 1, timeout=15)[0]
+        self.assertEqual(put["status"], 200)
+        self.assertLess(put["arrived"], after_flush.mono)
+        self.assertGreater(put["arrived"], ep.requests[0]["arrived"] + 1.0)  # it waited
+        self.assertEqual(fn.shutdown(), 0)
+        fn.ext.wait_for_log(r'msg="per-trace archive summary".* archived=1 failed=0')
+
+    def test_an_endpoint_that_never_answers_fails_the_put_within_its_bound(self):
+        ep = self.endpoint([creds(AK1, SK1, TK1)])
+        ep.delay = 120
+        fn = self.function(ep, PYROSCOPE_TIMEOUT="1s")
+        fn.invoke(trace_root=root_with("0001"))
+        self.assertEqual(fn.push("app"), 200)
+        # Three attempts of at most 1 s each, and short pauses between them.
+        line = fn.ext.wait_for_log(r'msg="cannot get AWS credentials for the per-trace archive',
+                                   timeout=20)
+        self.assertIn("no answer: ", line)
+        fn.ext.wait_for_log(r"upload not archived: no AWS credentials to sign it")
+        self.assertEqual(fn.shutdown(), 0)
+        self.assertEqual(self.s3.requests, [])
+
     def test_bad_answers_give_a_clear_error_and_no_unsigned_put(self):
         cases = [
             ("wrong token", [creds(AK1, SK1, TK1)], "the endpoint answered HTTP 401"),

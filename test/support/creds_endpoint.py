@@ -23,8 +23,11 @@ class CredentialsEndpoint:
         self.token = token
         self.answers = list(answers)
         self.path = path
-        self.requests = []  # dicts: path, authorization, status, time
+        self.requests = []  # dicts: path, authorization, status, time (wall clock, answered),
+        #                     arrived (monotonic)
+        self.delay = 0.0  # seconds before each answer (a long one: an endpoint that hangs)
         self.cond = threading.Condition()
+        self._stopping = threading.Event()
         ep = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -35,6 +38,10 @@ class CredentialsEndpoint:
 
             def do_GET(self):
                 auth = self.headers.get("Authorization")
+                arrived = time.monotonic()
+                if ep.delay and ep._stopping.wait(ep.delay):
+                    self.close_connection = True
+                    return
                 status, body = ep._answer(self.path, auth)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -43,7 +50,8 @@ class CredentialsEndpoint:
                 self.wfile.write(body)
                 with ep.cond:
                     ep.requests.append({"path": self.path, "authorization": auth,
-                                        "status": status, "time": time.time()})
+                                        "status": status, "time": time.time(),
+                                        "arrived": arrived})
                     ep.cond.notify_all()
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -70,6 +78,7 @@ class CredentialsEndpoint:
         return self
 
     def __exit__(self, *exc):
+        self._stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
