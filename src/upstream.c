@@ -305,22 +305,24 @@ static void set_signature(struct transfer *t)
     curl_easy_setopt(e, CURLOPT_PASSWORD, s->secret_key);
     if (!s->session_token || !*s->session_token)
         return;
-    struct curl_slist *h = NULL, *n = NULL;
-    for (const struct curl_slist *l = t->req->headers; l; l = l->next, h = n)
-        if (!(n = curl_slist_append(h, l->data)))
-            break;
+    struct curl_slist *h = NULL, *n;
+    bool ok = true;
+    for (const struct curl_slist *l = t->req->headers; l && ok; l = l->next)
+        if ((ok = (n = curl_slist_append(h, l->data)) != NULL))
+            h = n;
     char *line = NULL;
-    if (n && asprintf(&line, "x-amz-security-token: %s", s->session_token) >= 0)
-        n = curl_slist_append(h, line);
-    else
-        n = NULL;
-    if (line)
+    if (ok && asprintf(&line, "x-amz-security-token: %s", s->session_token) >= 0) {
+        if ((ok = (n = curl_slist_append(h, line)) != NULL))
+            h = n;
         free_secret(line);
-    if (!n) { /* out of memory: without its token the PUT is refused (403), never mis-signed */
+    } else {
+        ok = false;
+    }
+    if (!ok) { /* out of memory: without its token the PUT is refused (403), never mis-signed */
         curl_slist_free_all(h);
         return;
     }
-    t->sign_headers = n;
+    t->sign_headers = h;
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->sign_headers);
 }
 
