@@ -161,7 +161,15 @@ static void on_fetched(void *ud, int curl_code, long status, const char *body, s
         snprintf(why, sizeof(why), "no answer: %s", error);
         retryable = true;
     } else if (status != 200) {
-        snprintf(why, sizeof(why), "the endpoint answered HTTP %ld", status);
+        /* Its first words say why (AWS's: "cannot get credentials for the provided token"); an
+         * error answer holds no credentials. Printable ASCII only, on one line. */
+        char said[81];
+        size_t n = 0;
+        for (size_t i = 0; i < len && n + 1 < sizeof(said); i++)
+            said[n++] = body[i] >= 0x20 && body[i] < 0x7f ? body[i] : ' ';
+        said[n] = '\0';
+        snprintf(why, sizeof(why), "the endpoint answered HTTP %ld%s%s", status, n ? ": " : "",
+                 said);
         retryable = retry_is_retryable(CURLE_OK, status);
     } else if (credentials_parse(body, len, &got, why, sizeof(why)) == 0) {
         credentials_clear_parsed(&c->cur);

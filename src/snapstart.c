@@ -28,7 +28,10 @@ void snapstart_restored(struct app *app, const char *source)
     if (app->upstream)
         upstream_after_restore(app->upstream);
     credentials_after_restore(&app->creds);
+    /* Uploads still pending were accepted before the snapshot: every restored copy holds them,
+     * and each delivers them (at least once, as after any failure). */
     log_info("restored from a SnapStart snapshot: new session id, fresh connections",
              LKS("source", source) LKS("snapshot_session_id", old)
-                 LKS("session_id", app->session_id));
+                 LKS("session_id", app->session_id)
+                     LKI("pending_from_snapshot", queue_pending(&app->q)));
 }

@@ -139,7 +139,10 @@ class ContainerCredentialsTest(unittest.TestCase):
 
     def test_bad_answers_give_a_clear_error_and_no_unsigned_put(self):
         cases = [
-            ("wrong token", [creds(AK1, SK1, TK1)], "the endpoint answered HTTP 401"),
+            ("wrong token", [creds(AK1, SK1, TK1)],
+             "the endpoint answered HTTP 404: cannot get credentials for the provided token"),
+            ("401", [(401, b'{"message":"Unauthorized"}')],
+             'the endpoint answered HTTP 401: {\\"message\\":\\"Unauthorized\\"}'),
             ("not JSON", [(200, b"<html>oops</html>")], "the answer is not a JSON object"),
             ("no Token", [(200, b'{"AccessKeyId":"A","SecretAccessKey":"s",'
                                 b'"Expiration":"2030-01-01T00:00:00Z"}')],

@@ -1,8 +1,8 @@
 """A local container credentials endpoint (what AWS_CONTAINER_CREDENTIALS_FULL_URI points to),
 on 127.0.0.1, for the tests of the per-trace archive's credentials.
 
-It checks the Authorization header against the token it was given (401 otherwise, as the real
-one does), answers with the next scripted answer, and records every request. An answer is
+It checks the Authorization header against the token it was given (404 and a line of text
+otherwise, as AWS's does), answers with the next scripted answer, and records every request. An answer is
 either a credentials dict (AccessKeyId, SecretAccessKey, Token; its Expiration is written from
 `expires_in` seconds from now) or a raw (status, body) pair for bad answers. The last answer is
 repeated once the script runs out. Standard library only."""
@@ -62,8 +62,8 @@ class CredentialsEndpoint:
     def _answer(self, path, auth):
         if path != self.path:
             return 404, b'{"message":"not found"}'
-        if auth != self.token:
-            return 401, b'{"message":"Unauthorized"}'
+        if auth != self.token:  # what AWS's own endpoint answers (its emulator's code)
+            return 404, b"cannot get credentials for the provided token\n"
         with self.cond:
             a = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(a, tuple):
