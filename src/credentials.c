@@ -151,8 +151,10 @@ static void on_fetched(void *ud, int curl_code, long status, const char *body, s
     free(tk);
     if (c->closed)
         return;
-    if (gen != c->gen) /* made before the restore: its answer is not this copy's */
+    if (gen != c->gen) { /* made before the restore: its answer is not this copy's */
+        queue_kick(c->q); /* what waited on it asks again */
         return;
+    }
     c->inflight = false;
     char why[200] = "";
     bool retryable = false;
@@ -171,7 +173,14 @@ static void on_fetched(void *ud, int curl_code, long status, const char *body, s
         snprintf(why, sizeof(why), "the endpoint answered HTTP %ld%s%s", status, n ? ": " : "",
                  said);
         retryable = retry_is_retryable(CURLE_OK, status);
-    } else if (credentials_parse(body, len, &got, why, sizeof(why)) == 0) {
+    } else if (credentials_parse(body, len, &got, why, sizeof(why)) != 0) {
+        /* why says what is wrong; asking again would get the same answer */
+    } else if (got.expiration_s <= now_s()) {
+        /* Taken as they are, they would be fetched again at once, and again. */
+        snprintf(why, sizeof(why), "the answer's Expiration is %lld s in the past",
+                 (long long)(now_s() - got.expiration_s));
+        credentials_clear_parsed(&got);
+    } else {
         credentials_clear_parsed(&c->cur);
         c->cur = got;
         c->have = true;
@@ -280,6 +289,7 @@ void credentials_after_restore(struct credentials *c)
     uv_timer_stop(&c->timer);
     c->busy = c->inflight = c->retry_due = false; /* a fetch in flight is ignored when it ends */
     log_debug("after restore: AWS credentials from before the snapshot dropped", );
+    queue_kick(c->q); /* an upload held for them asks again, and a new fetch starts */
 }
 
 void credentials_close(struct credentials *c)

@@ -150,6 +150,8 @@ class ContainerCredentialsTest(unittest.TestCase):
             ("bad Expiration", [(200, b'{"AccessKeyId":"A","SecretAccessKey":"s","Token":"t",'
                                       b'"Expiration":"tomorrow"}')],
              "the answer's Expiration is not an ISO 8601 time"),
+            ("expired", [creds(AK1, SK1, TK1, expires_in=-120)],
+             "the answer's Expiration is 1"),  # 120 or 121 s in the past
         ]
         for name, answers, why in cases:
             with self.subTest(name):
