@@ -72,6 +72,10 @@ struct config {
         char *access_key_id; /* AWS_ACCESS_KEY_ID (secret) */
         char *secret_key;    /* AWS_SECRET_ACCESS_KEY (secret) */
         char *session_token; /* AWS_SESSION_TOKEN, "" when unset (secret) */
+        /* Without AWS_ACCESS_KEY_ID (SnapStart): include/credentials.h. "" when unset. */
+        char *container_uri;        /* AWS_CONTAINER_CREDENTIALS_FULL_URI */
+        char *container_token;      /* AWS_CONTAINER_AUTHORIZATION_TOKEN (secret) */
+        char *container_token_file; /* AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE */
     } xray;
 
     struct config_issue issues[CONFIG_MAX_ISSUES];

@@ -15,11 +15,13 @@
 #include <uv.h>
 
 #include "config.h"
+#include "credentials.h"
 #include "extapi.h"
 #include "queue.h"
 #include "relay_server.h"
 #include "rewrite.h"
 #include "selfprof.h"
+#include "snapstart.h"
 #include "tracesample.h"
 #include "upstream.h"
 
@@ -62,6 +64,8 @@ struct app {
     char account_id[32];
     struct invoke invoke;
     struct trace_sampling sampling;
+    struct credentials creds; /* what the archive's PUTs are signed with */
+    struct snapstart snap;
     enum app_state state;
     uv_signal_t sigterm, sigint;
     uv_timer_t timer; /* the flush or drain deadline, and the deferred exit */

@@ -17,11 +17,26 @@
 
 #include <curl/curl.h>
 
-/* AWS Signature Version 4 for an upload (the per-trace S3 archive): curl signs each attempt. */
+/* Whether the credentials of an aws_sign can sign an attempt now. */
+enum aws_sign_state {
+    SIGN_READY,   /* access_key, secret_key and session_token hold valid credentials */
+    SIGN_PENDING, /* being fetched: the uploader holds the request (still in flight) until the
+                     provider kicks the queue (queue_kick) */
+    SIGN_FAILED,  /* none could be had (the provider logged why): the upload fails, and is never
+                     sent unsigned */
+};
+
+/* AWS Signature Version 4 for an upload (the per-trace S3 archive): curl signs each attempt with
+ * what the fields hold at that moment, so credentials may be replaced (refreshed) between
+ * attempts. The strings belong to whoever filled them (include/credentials.h). */
 struct aws_sign {
-    char sigv4[96];         /* CURLOPT_AWS_SIGV4: "aws:amz:<region>:s3" */
-    const char *access_key; /* CURLOPT_USERNAME */
-    const char *secret_key; /* CURLOPT_PASSWORD */
+    char sigv4[96];            /* CURLOPT_AWS_SIGV4: "aws:amz:<region>:s3" */
+    const char *access_key;    /* CURLOPT_USERNAME */
+    const char *secret_key;    /* CURLOPT_PASSWORD */
+    const char *session_token; /* sent (and signed) as x-amz-security-token unless "" */
+    /* Asked before every signed attempt; NULL means always SIGN_READY (static credentials). */
+    enum aws_sign_state (*check)(void *ud);
+    void *check_ud;
 };
 
 enum req_kind {
@@ -92,6 +107,9 @@ bool queue_admit(struct queue *q, size_t body_len);
 /* Takes ownership of r and returns 0, or returns -1 without taking it when a bound is reached
  * (stats.rejected counts it). Calls on_push. */
 int queue_push(struct queue *q, struct relay_req *r);
+/* Tells the uploader to look at the queue again (on_push without a push): a provider of
+ * credentials calls it once requests it held back can go. */
+void queue_kick(struct queue *q);
 /* The oldest queued request, now in flight; NULL when none is queued. */
 struct relay_req *queue_pop(struct queue *q);
 /* Puts an in-flight request back at the head (a retry); it stays counted. */

@@ -39,17 +39,19 @@ struct trace_sampling {
     /* The lifecycle's own strings, filled by /register and the INVOKE events. */
     const char *function_name, *account_id, *request_id;
     char bucket[64]; /* the bucket in use; "" until it can be named */
-    struct aws_sign sign;
+    const struct aws_sign *sign; /* the archive's credentials (include/credentials.h) */
     struct trace_sampling_stats stats;
     bool no_bucket_logged;
 };
 
 /* Sets t up from the configuration; t->active tells whether the relay needs its hooks
- * (relay_server_set_hooks(server, &t->hooks)). function_name, account_id and request_id are the
- * lifecycle's strings (the function's name and account from /register or the invoked ARN, the
- * current invoke's requestId), read when needed: they must outlive t. */
+ * (relay_server_set_hooks(server, &t->hooks)). sign signs the archive's PUTs. function_name,
+ * account_id and request_id are the lifecycle's strings (the function's name and account from
+ * /register or the invoked ARN, the current invoke's requestId), read when needed: they and sign
+ * must outlive t. */
 void trace_sampling_init(struct trace_sampling *t, const struct config *c, struct queue *q,
-                         const char *function_name, const char *account_id, const char *request_id);
+                         const struct aws_sign *sign, const char *function_name,
+                         const char *account_id, const char *request_id);
 /* An INVOKE event, once request_id holds its requestId: decides for it. tracing is tracing.value
  * ("" when absent). */
 void trace_sampling_invoke(struct trace_sampling *t, const char *tracing);

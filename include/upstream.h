@@ -41,6 +41,25 @@ struct upstream *upstream_new(uv_loop_t *loop, struct queue *q, const struct con
  * everything; done runs once every uv handle is closed. */
 void upstream_close(struct upstream *u, void (*done)(void *ud), void *ud);
 
+/* A small GET of our own on the same multi and loop (the archive's credentials endpoint): the
+ * uploads' options (CA, timeout, socket callbacks) apply, it takes no worker slot, and it is not
+ * an upload (not counted, never retried here). header is one "Name: value" line or NULL; it is
+ * copied and wiped after use. cb runs exactly once, from the loop (never from inside this call):
+ * curl_code is a CURLcode (CURLE_OK when an answer came, whatever its status), body is the whole
+ * answer (at most UPSTREAM_FETCH_MAX_BYTES, NUL-terminated, wiped once cb returns), error says
+ * what failed in words ("" when nothing did). Returns 0, or -1 when it could not start (no
+ * memory, or the uploader is closing); upstream_close calls cb with CURLE_ABORTED_BY_CALLBACK. */
+#define UPSTREAM_FETCH_MAX_BYTES 65536
+typedef void (*upstream_fetch_cb)(void *ud, int curl_code, long status, const char *body,
+                                  size_t len, const char *error);
+int upstream_fetch(struct upstream *u, const char *url, const char *header, upstream_fetch_cb cb,
+                   void *ud);
+
+/* After a SnapStart restore (include/snapstart.h): reseeds the retry jitter and shuts every
+ * connection made before the snapshot, so that no upload is sent on one, and drops the TLS
+ * sessions cached with them. Cheap; harmless when called again. */
+void upstream_after_restore(struct upstream *u);
+
 /* Logs, at error level, an accepted upload that will not be delivered, and why. */
 void log_not_delivered(const struct relay_req *r, const char *why);
 

@@ -18,6 +18,7 @@
 #include "queue.h"
 #include "rewrite.h"
 #include "util.h"
+#include "awscreds.h"
 #include "xray.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -500,8 +501,13 @@ static void load_xray(struct loader *l)
     x->access_key_id = get_header_string(l, "AWS_ACCESS_KEY_ID", true);
     x->secret_key = get_header_string(l, "AWS_SECRET_ACCESS_KEY", true);
     x->session_token = get_header_string(l, "AWS_SESSION_TOKEN", true);
+    x->container_uri = get_header_string(l, "AWS_CONTAINER_CREDENTIALS_FULL_URI", false);
+    x->container_token = get_header_string(l, "AWS_CONTAINER_AUTHORIZATION_TOKEN", true);
+    x->container_token_file = get_string(l, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "");
     if (!x->enabled || l->oom)
         return;
+    bool static_keys = *x->access_key_id && *x->secret_key;
+    char why[200];
     if (*x->bucket && !s3_bucket_name_ok(x->bucket))
         archive_off(
             c, "XRAYPROFILE_S3_BUCKET", x->bucket,
@@ -514,10 +520,15 @@ static void load_xray(struct loader *l)
         archive_off(c, "AWS_REGION", "",
                     "unset (and AWS_DEFAULT_REGION too): the per-trace archive needs the region "
                     "to sign its uploads; it is off");
-    else if (!*x->access_key_id || !*x->secret_key)
+    else if (!static_keys && *x->container_uri &&
+             !credentials_uri_ok(x->container_uri, why, sizeof(why)))
+        archive_off(c, "AWS_CONTAINER_CREDENTIALS_FULL_URI", x->container_uri,
+                    strncat(why, "; the per-trace archive is off", sizeof(why) - strlen(why) - 1));
+    else if (!static_keys && !*x->container_uri)
         archive_off(c, "AWS_ACCESS_KEY_ID", "",
-                    "AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is unset: the per-trace archive "
-                    "cannot sign its uploads; it is off");
+                    "AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is unset, and so is "
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI: the per-trace archive cannot sign its "
+                    "uploads; it is off");
 }
 
 int config_load(struct config *c, config_getenv_fn getenv_fn, void *ud)
@@ -560,5 +571,8 @@ void config_free(struct config *c)
     free_secret(c->xray.access_key_id);
     free_secret(c->xray.secret_key);
     free_secret(c->xray.session_token);
+    free(c->xray.container_uri);
+    free_secret(c->xray.container_token);
+    free(c->xray.container_token_file);
     *c = (struct config){0};
 }

@@ -57,6 +57,7 @@ static void on_exit_timer(uv_timer_t *t)
         queue_cancel_wait(&app->q, app->waiter);
     app->waiter = NULL;
     /* Every part closes its handles; uv_run returns in main once the last one is closed. */
+    credentials_close(&app->creds); /* before the uploader, which ends its fetch */
     if (app->upstream)
         upstream_close(app->upstream, NULL, NULL); /* logs and fails what is in flight */
     app->upstream = NULL;
@@ -176,6 +177,7 @@ static void start_uploads(void *ud)
         begin_exit(app, 1);
         return;
     }
+    credentials_attach(&app->creds, app->upstream);
     if (app->cfg->self_profiling)
         app->selfprof = selfprof_start(app->loop, app->cfg, &app->q, &app->policy, app->session_id);
 }
@@ -271,6 +273,7 @@ static void on_event(void *ud, const struct extapi_response *r)
     json_error_t jerr;
     json_t *ev = json_loadb(r->body, r->body_len, 0, &jerr);
     const char *type = json_string_value(json_object_get(ev, "eventType"));
+    snapstart_on_event(app); /* SnapStart: the first event after init is the restore */
     if (type && strcmp(type, "INVOKE") == 0) {
         on_invoke(app, ev);
     } else if (type && strcmp(type, "SHUTDOWN") == 0) {

@@ -86,6 +86,12 @@ int queue_push(struct queue *q, struct relay_req *r)
     return 0;
 }
 
+void queue_kick(struct queue *q)
+{
+    if (q->on_push)
+        q->on_push(q->on_push_ud);
+}
+
 struct relay_req *queue_pop(struct queue *q)
 {
     struct relay_req *r = q->head;

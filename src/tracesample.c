@@ -44,9 +44,9 @@ static bool name_bucket(struct trace_sampling *t)
     return t->bucket[0] != '\0';
 }
 
-static struct curl_slist *archive_headers(const struct trace_sampling *t, const char *type)
+static struct curl_slist *archive_headers(const char *type)
 {
-    char line[4200];
+    char line[256];
     struct curl_slist *h = NULL, *n;
     /* Every header given to curl is signed, so none may be an empty "Name:" line (curl would
      * sign it without sending it). S3 requires x-amz-content-sha256; the payload is not hashed
@@ -59,15 +59,7 @@ static struct curl_slist *archive_headers(const struct trace_sampling *t, const 
             goto fail;
         h = n;
     }
-    if (*t->cfg->xray.session_token) {
-        snprintf(line, sizeof(line), "x-amz-security-token: %s", t->cfg->xray.session_token);
-        n = curl_slist_append(h, line);
-        explicit_bzero(line, sizeof(line));
-        if (!n)
-            goto fail;
-        h = n;
-    }
-    return h;
+    return h; /* the uploader adds x-amz-security-token at each attempt: it may be refreshed */
 fail:
     curl_slist_free_all(h);
     return NULL;
@@ -102,10 +94,10 @@ static void archive_upload(struct trace_sampling *t, const struct upload_view *u
     struct relay_req *r = calloc(1, sizeof(*r));
     if (r) {
         r->kind = REQ_ARCHIVE;
-        r->sign = &t->sign;
+        r->sign = t->sign;
         r->method = strdup("PUT");
         r->url = key ? archive_url(x->endpoint, x->region, t->bucket, key) : NULL;
-        r->headers = archive_headers(t, pl.content_type);
+        r->headers = archive_headers(pl.content_type);
         r->body = body_alloc(pl.len ? pl.len : 1);
         r->body_len = pl.len;
         if (r->body)
@@ -137,20 +129,17 @@ static void hook_accepted(void *ud, const struct upload_view *u)
 }
 
 void trace_sampling_init(struct trace_sampling *t, const struct config *c, struct queue *q,
-                         const char *function_name, const char *account_id, const char *request_id)
+                         const struct aws_sign *sign, const char *function_name,
+                         const char *account_id, const char *request_id)
 {
     *t = (struct trace_sampling){.cfg = c,
                                  .q = q,
+                                 .sign = sign,
                                  .function_name = function_name,
                                  .account_id = account_id,
                                  .request_id = request_id};
     t->hooks = (struct upload_hooks){hook_relay, hook_accepted, t};
     t->active = c->trace_sample_threshold >= 0 || c->xray.enabled;
-    if (c->xray.enabled) {
-        snprintf(t->sign.sigv4, sizeof(t->sign.sigv4), "aws:amz:%s:s3", c->xray.region);
-        t->sign.access_key = c->xray.access_key_id;
-        t->sign.secret_key = c->xray.secret_key;
-    }
     if (c->trace_sample_threshold >= 0)
         log_info("trace-sampled relay", LKI("threshold", c->trace_sample_threshold)
                                             LKI("per_65536", c->trace_sample_threshold + 1));

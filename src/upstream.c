@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
+#include "buf.h"
 #include "log.h"
 #include "retry.h"
 #include "rewrite.h"
@@ -65,6 +67,16 @@ struct transfer {
     size_t resp_len;
     char resp[RESPONSE_SNIPPET];
     char err[CURL_ERROR_SIZE];
+    struct curl_slist *sign_headers; /* a signed request's headers plus its session token */
+    struct fetch *fetch;             /* an upstream_fetch, not an upload: t->req is its own */
+    unsigned gen;                    /* u->gen when its easy handle was made */
+};
+
+/* A small GET of our own (upstream_fetch) riding on the uploader's multi. */
+struct fetch {
+    struct buf body;
+    upstream_fetch_cb cb;
+    void *ud;
 };
 
 struct upstream {
@@ -80,8 +92,11 @@ struct upstream {
     struct transfer *active_list;
     struct transfer *spare;    /* finished transfers kept with their easy handle for reuse */
     struct relay_req *waiting; /* failed uploads waiting to be retried, soonest first */
+    struct relay_req *held;    /* signed uploads waiting for their credentials (SIGN_PENDING) */
+    struct transfer *fetches;  /* upstream_fetch transfers in flight */
     uv_timer_t retry_timer;
     uint32_t rng;
+    unsigned gen; /* SnapStart restores seen: easy handles made before one are not kept */
     size_t active, max_active;
     const char *ca_file, *ca_path;
     long dns_cache_timeout_s; /* PLE_TEST_DNS_CACHE_TIMEOUT, test-only; -1: curl's default */
@@ -361,6 +376,8 @@ static size_t on_response_body(char *data, size_t size, size_t nmemb, void *ud)
 {
     struct transfer *t = ud;
     size_t n = size * nmemb;
+    if (t->fetch) /* refused past the bound: curl then fails the transfer (CURLE_WRITE_ERROR) */
+        return buf_append(&t->fetch->body, data, n, UPSTREAM_FETCH_MAX_BYTES) == 0 ? n : 0;
     size_t room = sizeof(t->resp) - 1 - t->resp_len;
     size_t keep = n < room ? n : room;
     memcpy(t->resp + t->resp_len, data, keep);
@@ -412,6 +429,39 @@ static void set_method_and_body(CURL *e, struct transfer *t)
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
 }
 
+/* The credentials are read at each attempt: they may have been refreshed since the request was
+ * queued. The session token is a header, and must be signed with the keys it belongs to, so the
+ * request's headers are copied with it (archive PUTs only, a few a minute at most). */
+static void set_signature(struct transfer *t)
+{
+    const struct aws_sign *s = t->req->sign;
+    CURL *e = t->easy;
+    curl_easy_setopt(e, CURLOPT_AWS_SIGV4, s->sigv4);
+    curl_easy_setopt(e, CURLOPT_USERNAME, s->access_key);
+    curl_easy_setopt(e, CURLOPT_PASSWORD, s->secret_key);
+    if (!s->session_token || !*s->session_token)
+        return;
+    struct curl_slist *h = NULL, *n;
+    bool ok = true;
+    for (const struct curl_slist *l = t->req->headers; l && ok; l = l->next)
+        if ((ok = (n = curl_slist_append(h, l->data)) != NULL))
+            h = n;
+    char *line = NULL;
+    if (ok && asprintf(&line, "x-amz-security-token: %s", s->session_token) >= 0) {
+        if ((ok = (n = curl_slist_append(h, line)) != NULL))
+            h = n;
+        free_secret(line);
+    } else {
+        ok = false;
+    }
+    if (!ok) { /* out of memory: without its token the PUT is refused (403), never mis-signed */
+        curl_slist_free_all(h);
+        return;
+    }
+    t->sign_headers = h;
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->sign_headers);
+}
+
 static void configure_easy(struct upstream *u, struct transfer *t)
 {
     CURL *e = t->easy;
@@ -441,11 +491,8 @@ static void configure_easy(struct upstream *u, struct transfer *t)
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, u);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
-    if (r->sign) {
-        curl_easy_setopt(e, CURLOPT_AWS_SIGV4, r->sign->sigv4);
-        curl_easy_setopt(e, CURLOPT_USERNAME, r->sign->access_key);
-        curl_easy_setopt(e, CURLOPT_PASSWORD, r->sign->secret_key);
-    }
+    if (r->sign)
+        set_signature(t);
 }
 
 static struct transfer *transfer_get(struct upstream *u)
@@ -464,27 +511,83 @@ static struct transfer *transfer_get(struct upstream *u)
             return NULL;
         }
         t->u = u;
+        t->gen = u->gen;
     }
     t->resp_len = 0;
     t->resp[0] = t->err[0] = '\0';
+    t->fetch = NULL;
     return t;
 }
 
 /* Keeps a finished transfer, with its easy handle, for the next upload. */
 static void transfer_spare(struct upstream *u, struct transfer *t)
 {
+    curl_slist_free_all(t->sign_headers);
+    t->sign_headers = NULL;
     t->req = NULL;
+    if (t->gen != u->gen) { /* in flight at a restore: its TLS sessions predate the snapshot */
+        curl_easy_cleanup(t->easy);
+        free(t);
+        return;
+    }
     t->next = u->spare;
     u->spare = t;
 }
 
+/* Puts the uploads held for their credentials back at the head of the queue, in their order:
+ * start_transfers asks again whether they can be signed. */
+static void release_held(struct upstream *u)
+{
+    struct relay_req *rev = NULL;
+    while (u->held) {
+        struct relay_req *r = u->held;
+        u->held = r->next;
+        r->next = rev;
+        rev = r;
+    }
+    while (rev) {
+        struct relay_req *r = rev;
+        rev = r->next;
+        queue_requeue(u->q, r);
+    }
+}
+
+/* Whether r may be sent now. A signed request whose credentials are being fetched is held (still
+ * in flight for the queue, so flushes and the drain wait for it, within their deadlines); one
+ * whose credentials could not be had fails: it is never sent unsigned. */
+static bool can_send(struct upstream *u, struct relay_req *r)
+{
+    enum aws_sign_state st = r->sign && r->sign->check ? r->sign->check(r->sign->check_ud)
+                                                       : SIGN_READY;
+    if (st == SIGN_READY)
+        return true;
+    if (st == SIGN_PENDING) {
+        struct relay_req **p = &u->held;
+        while (*p)
+            p = &(*p)->next;
+        r->next = NULL;
+        *p = r;
+        return false;
+    }
+    log_not_delivered(r, "upload not archived: no AWS credentials to sign it");
+    queue_done(u->q, r, false);
+    return false;
+}
+
 static void start_transfers(struct upstream *u)
 {
+    if (!u->closing)
+        release_held(u);
     while (!u->closing && u->active < u->max_active && u->q->head) {
+        struct relay_req *r = queue_pop(u->q);
+        if (!can_send(u, r))
+            continue;
         struct transfer *t = transfer_get(u);
-        if (!t)
-            return; /* out of memory: the request stays queued and is tried on the next kick */
-        t->req = queue_pop(u->q);
+        if (!t) { /* out of memory: the request stays queued and is tried on the next kick */
+            queue_requeue(u->q, r);
+            return;
+        }
+        t->req = r;
         t->req->attempts++;
         t->started_ms = uv_now(u->loop);
         configure_easy(u, t);
@@ -609,6 +712,24 @@ static void finish_transfer(struct upstream *u, struct transfer *t, CURLcode rc)
     queue_done(u->q, transfer_release(u, t), false);
 }
 
+static void finish_fetch(struct upstream *u, struct transfer *t, CURLcode rc)
+{
+    long status = 0;
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_multi_remove_handle(u->multi, t->easy);
+    PLE_LIST_REMOVE(t);
+    struct fetch *f = t->fetch;
+    const char *error = rc == CURLE_OK ? "" : t->err[0] ? t->err : curl_easy_strerror(rc);
+    f->cb(f->ud, (int)rc, status, f->body.p ? f->body.p : "", f->body.len, error);
+    if (f->body.p) /* it may have held credentials */
+        explicit_bzero(f->body.p, f->body.len);
+    buf_free(&f->body);
+    free(f);
+    relay_req_free(t->req);
+    transfer_spare(u, t);
+}
+
 static void drain_finished(struct upstream *u)
 {
     CURLMsg *m;
@@ -618,7 +739,10 @@ static void drain_finished(struct upstream *u)
             continue;
         struct transfer *t;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-        finish_transfer(u, t, m->data.result);
+        if (t->fetch)
+            finish_fetch(u, t, m->data.result);
+        else
+            finish_transfer(u, t, m->data.result);
     }
     start_transfers(u);
 }
@@ -692,6 +816,66 @@ struct upstream *upstream_new(uv_loop_t *loop, struct queue *q, const struct con
     return u;
 }
 
+int upstream_fetch(struct upstream *u, const char *url, const char *header, upstream_fetch_cb cb,
+                   void *ud)
+{
+    if (u->closing)
+        return -1;
+    struct relay_req *r = calloc(1, sizeof(*r));
+    struct fetch *f = calloc(1, sizeof(*f));
+    struct transfer *t = r && f ? transfer_get(u) : NULL;
+    if (t && (r->method = strdup("GET")) && (r->url = strdup(url)) &&
+        (!header || (r->headers = curl_slist_append(NULL, header)))) {
+        *f = (struct fetch){.cb = cb, .ud = ud};
+        t->req = r;
+        t->fetch = f;
+        t->started_ms = uv_now(u->loop);
+        configure_easy(u, t); /* the uploads' options: CA, timeouts, socket callbacks */
+        if (curl_multi_add_handle(u->multi, t->easy) == CURLM_OK) {
+            PLE_LIST_PUSH(&u->fetches, t);
+            return 0;
+        }
+        t->fetch = NULL;
+    }
+    if (t) {
+        t->req = NULL;
+        transfer_spare(u, t);
+    }
+    relay_req_free(r); /* frees the header line, which may hold a token */
+    free(f);
+    return -1;
+}
+
+void upstream_after_restore(struct upstream *u)
+{
+    /* The jitter of every restored copy would otherwise follow the same sequence. */
+    uint32_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+        seed = (uint32_t)uv_hrtime();
+    u->rng = seed ? seed : 1;
+    /* Every connection curl holds was made before the snapshot, and every restored copy holds the
+     * same one (same TLS keys, same sequence numbers) to a remote that has long forgotten it.
+     * shutdown() leaves the descriptor open, so the poll bookkeeping is untouched: curl finds an
+     * idle one dead (readable at EOF) before it would reuse it and closes it, and an upload still
+     * in flight on one fails as a transport error and is retried on a fresh connection. */
+    size_t n = 0;
+    for (struct poll_ctx *p = u->polls; p; p = p->next)
+        if (p->owned) { /* connections only: the resolver's sockets are not ours to shut */
+            shutdown(p->fd, SHUT_RDWR);
+            n++;
+        }
+    /* The easy handles hold the TLS sessions cached before the snapshot: the spare ones go now,
+     * those in flight when they finish (transfer_spare). */
+    u->gen++;
+    while (u->spare) {
+        struct transfer *t = u->spare;
+        u->spare = t->next;
+        curl_easy_cleanup(t->easy);
+        free(t);
+    }
+    log_debug("after restore: pre-snapshot connections shut, jitter reseeded", LKI("connections", n));
+}
+
 static void abort_active(struct upstream *u)
 {
     while (u->active_list) {
@@ -704,6 +888,18 @@ static void abort_active(struct upstream *u)
         u->waiting = r->next;
         log_not_delivered(r, "upload not delivered: still waiting to retry at shutdown");
         queue_done(u->q, r, false);
+    }
+    while (u->held) {
+        struct relay_req *r = u->held;
+        u->held = r->next;
+        log_not_delivered(r, "upload not archived: still waiting for credentials at shutdown");
+        queue_done(u->q, r, false);
+    }
+    while (u->fetches) {
+        struct transfer *t = u->fetches;
+        t->err[0] = '\0';
+        snprintf(t->err, sizeof(t->err), "the uploader is closing");
+        finish_fetch(u, t, CURLE_ABORTED_BY_CALLBACK);
     }
 }
 

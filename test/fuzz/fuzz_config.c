@@ -1,9 +1,11 @@
 /* libFuzzer target: the configuration parsers — Go durations, bools and ints, the
- * PYROSCOPE_HTTP_HEADERS JSON, Go time layouts — and the FlameQL name and query rewrites. */
+ * PYROSCOPE_HTTP_HEADERS JSON, Go time layouts, the container credentials URI — the FlameQL name
+ * and query rewrites, and the credentials endpoint's answer. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "awscreds.h"
 #include "config.h"
 #include "gofmt.h"
 #include "rewrite.h"
@@ -14,8 +16,11 @@ static const char *fuzz_env(void *ud, const char *name)
 {
     (void)ud;
     if (strcmp(name, "PYROSCOPE_HTTP_HEADERS") == 0 || strcmp(name, "PYROSCOPE_TIMEOUT") == 0 ||
-        strcmp(name, "PYROSCOPE_REMOTE_ADDRESS") == 0 || strcmp(name, "PYROSCOPE_NUM_WORKERS") == 0)
+        strcmp(name, "PYROSCOPE_REMOTE_ADDRESS") == 0 || strcmp(name, "PYROSCOPE_NUM_WORKERS") == 0 ||
+        strcmp(name, "AWS_CONTAINER_CREDENTIALS_FULL_URI") == 0)
         return input;
+    if (strcmp(name, "XRAYPROFILE_THRESHOLD") == 0 || strcmp(name, "AWS_REGION") == 0)
+        return "1"; /* the archive on, so that the credentials URI is checked */
     return NULL;
 }
 
@@ -47,6 +52,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     header_policy_free(&p);
     config_free(&c);
+
+    struct aws_credentials creds;
+    char why[200];
+    if (credentials_parse((const char *)data, size, &creds, why, sizeof(why)) == 0)
+        credentials_clear_parsed(&creds);
+    credentials_parse_time(s);
+    credentials_uri_ok(s, why, sizeof(why));
 
     free(flameql_add_session_id((const char *)data, size, "0123456789abcdef"));
     free(query_add_session_id((const char *)data, size, "0123456789abcdef"));

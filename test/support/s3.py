@@ -172,7 +172,7 @@ class S3Server:
                     self.end_headers()
                 body = self._body() if self.command == "PUT" else b""
                 headers = list(self.headers.items())
-                rec = {"method": self.command, "path": self.path,
+                rec = {"arrived": time.monotonic(), "method": self.command, "path": self.path,
                        "headers": {k.lower(): v for k, v in headers}, "body": body,
                        "status": 0, "error": None, "answered": None}
                 if server.delay:

@@ -634,6 +634,12 @@ static void test_trace_sampling(void)
          "AWS_ACCESS_KEY_ID"},
         {{"XRAYPROFILE_THRESHOLD=1", "AWS_REGION=r", "AWS_SECRET_ACCESS_KEY=S", NULL},
          "AWS_ACCESS_KEY_ID"},
+        {{"XRAYPROFILE_THRESHOLD=1", "AWS_REGION=r",
+          "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://10.1.2.3/creds", NULL},
+         "AWS_CONTAINER_CREDENTIALS_FULL_URI"},
+        {{"XRAYPROFILE_THRESHOLD=1", "AWS_REGION=r",
+          "AWS_CONTAINER_CREDENTIALS_FULL_URI=file:///etc/creds", NULL},
+         "AWS_CONTAINER_CREDENTIALS_FULL_URI"},
     };
     for (size_t i = 0; i < ARRAY_LEN(off); i++) {
         struct env oe = {{0}};
@@ -650,6 +656,26 @@ static void test_trace_sampling(void)
                       "AWS_SECRET_ACCESS_KEY=S", NULL}};
     CHECK(config_load(&c, lookup, &e3) == 0);
     CHECK(c.xray.enabled && c.xray.threshold == 0 && issue_for(&c, "XRAYPROFILE_THRESHOLD"));
+    config_free(&c);
+
+    /* Without keys (SnapStart), the container credentials endpoint; keys win when both are set;
+     * its token never reaches an issue. */
+    struct env e5 = {{"XRAYPROFILE_THRESHOLD=1", "AWS_REGION=r",
+                      "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:9001/2021-04-23/creds",
+                      "AWS_CONTAINER_AUTHORIZATION_TOKEN=secret-auth",
+                      "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=/run/token", NULL}};
+    CHECK(config_load(&c, lookup, &e5) == 0);
+    CHECK(c.xray.enabled && c.n_issues == 0);
+    CHECK_STR(c.xray.container_uri, "http://127.0.0.1:9001/2021-04-23/creds");
+    CHECK_STR(c.xray.container_token, "secret-auth");
+    CHECK_STR(c.xray.container_token_file, "/run/token");
+    config_free(&c);
+    struct env e6 = {{"XRAYPROFILE_THRESHOLD=1", "AWS_REGION=r", "AWS_ACCESS_KEY_ID=A",
+                      "AWS_SECRET_ACCESS_KEY=S", "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://x/",
+                      "AWS_CONTAINER_AUTHORIZATION_TOKEN=bad\nsecret-auth", NULL}};
+    CHECK(config_load(&c, lookup, &e6) == 0);
+    CHECK(c.xray.enabled && issue_for(&c, "AWS_CONTAINER_AUTHORIZATION_TOKEN"));
+    CHECK(issues_free_of(&c, "secret-auth") && !issue_for(&c, "AWS_CONTAINER_CREDENTIALS_FULL_URI"));
     config_free(&c);
 
     /* Credentials never reach an issue, and a token with a line break is refused. */
