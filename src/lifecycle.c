@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "upstream.h"
+#include "version.h"
 
 #define API_BASE "/2020-01-01/extension"
 
@@ -42,7 +43,8 @@ static void on_exit_timer(uv_timer_t *t)
              LKI("accepted", st->accepted) LKI("relayed", st->relayed) LKI("failed", st->failed)
                  LKI("rejected", st->rejected) LKI("pending", queue_pending(&app->q))
                      LKI("invokes", app->invoke.seq) LKI("exit_code", app->exit_code)
-                         LKI("refused_config", relay_server_refused_config(app->server)));
+                         LKI("refused_config", relay_server_refused_config(app->server))
+                             LKS("version", PLE_VERSION));
     if (app->cfg->refusal_variable)
         log_error("nothing was relayed: the configuration is invalid",
                   LKS("variable", app->cfg->refusal_variable)
