@@ -59,6 +59,15 @@ static struct curl_slist *archive_headers(const struct trace_sampling *t, const 
             goto fail;
         h = n;
     }
+    /* Bucket names are global: someone else may own xrayprofile-<accountId>-<region>. For the
+     * default bucket S3 must refuse (403) rather than store the profile in another account's
+     * bucket; a bucket the user named may be another account's on purpose. */
+    if (!*t->cfg->xray.bucket && strlen(t->account_id) == 12) {
+        snprintf(line, sizeof(line), "x-amz-expected-bucket-owner: %s", t->account_id);
+        if (!(n = curl_slist_append(h, line)))
+            goto fail;
+        h = n;
+    }
     if (*t->cfg->xray.session_token) {
         snprintf(line, sizeof(line), "x-amz-security-token: %s", t->cfg->xray.session_token);
         n = curl_slist_append(h, line);
