@@ -94,14 +94,15 @@ $(B)/$(NAME): $(B)/ext/$(NAME)
 	$(STRIP) --strip-debug -o $@ $<
 
 # The zip: staged apart, so that the fixed timestamps in it do not confuse make.
-$(ZIP): $(B)/$(NAME) $(foreach l,$(BASE) $(LIBS),$(call built,$(l))) cmake/layer/deps.sh
+$(ZIP): $(B)/$(NAME) $(foreach l,$(BASE) $(LIBS),$(call built,$(l))) cmake/layer/deps.sh \
+    VERSION layer.mk
 	@mkdir -p $(@D)
 	rm -rf $(B)/zip $@
 	mkdir -p $(B)/zip/extensions
 	cp $(B)/$(NAME) $(B)/zip/extensions/$(NAME)
 	chmod 755 $(B)/zip/extensions/$(NAME)
 	{ echo "$(NAME) $(VERSION)"; $(DEPS) versions $(ARCH); \
-	  echo "timestamps: $(EPOCH) ($(EPOCH_FROM))"; } > $(B)/zip/extensions/.$(NAME).versions
+	  echo "# timestamps: $(EPOCH) ($(EPOCH_FROM))"; } > $(B)/zip/extensions/.$(NAME).versions
 	cd $(B)/zip && touch -d @$(EPOCH) extensions extensions/$(NAME) \
 	    extensions/.$(NAME).versions \
 	  && TZ=UTC zip -q -X -9 $(CURDIR)/$@ extensions extensions/$(NAME) extensions/.$(NAME).versions

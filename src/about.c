@@ -20,8 +20,8 @@ void about_libraries(char *buf, size_t cap)
                  cv->ares ? cv->ares : "", cv->nghttp2_version ? ", nghttp2/" : "",
                  cv->nghttp2_version ? cv->nghttp2_version : "");
     snprintf(buf, cap, "libcurl %s%s, libuv %s, jansson %s, llhttp %d.%d.%d", cv->version, tls,
-             uv_version_string(), jansson_version_str(), LLHTTP_VERSION_MAJOR,
-             LLHTTP_VERSION_MINOR, LLHTTP_VERSION_PATCH);
+             uv_version_string(), jansson_version_str(), LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR,
+             LLHTTP_VERSION_PATCH);
 }
 
 /* The layer ships extensions/.<name>.versions beside the binary: the Debian source package
