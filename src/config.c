@@ -267,7 +267,7 @@ static void load_remote(struct loader *l)
         redact_userinfo(shown, sizeof(shown), v);
         if (*v && !strstr(v, "://") && looks_like_host(v))
             snprintf(hint, sizeof(hint), " Did you mean https://%.120s ?", shown);
-        char detail[sizeof(c->issues[0].detail)];
+        char detail[sizeof(hint) + 128]; /* add_issue cuts it to fit */
         snprintf(detail, sizeof(detail), "%s;%s %s", why, hint, NOTHING_RELAYED);
         add_issue(c, LOG_LEVEL_ERROR, var, shown, "", detail);
         refuse_relay(c, var,
