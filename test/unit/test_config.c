@@ -393,6 +393,10 @@ static void test_remote_refusal(void)
         {"PYROSCOPE_REMOTE_ADDRESS=http://h/?x=1", "query or fragment", NULL},
         {"PYROSCOPE_REMOTE_ADDRESS=http://a b", "space or a control character", NULL},
         {"PYROSCOPE_REMOTE_ADDRESS=", "set but empty", NULL},
+        {"PYROSCOPE_REMOTE_ADDRESS=[::1]:4100", "not an http:// or https:// URL",
+         "Did you mean https://[::1]:4100 ?"},
+        {"PYROSCOPE_REMOTE_ADDRESS=user:s3cr3t@h.example", "not an http:// or https:// URL", NULL},
+        {"PYROSCOPE_REMOTE_ADDRESS=h.example:99999999", "not an http:// or https:// URL", NULL},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
         struct config c;
@@ -411,6 +415,7 @@ static void test_remote_refusal(void)
         } else {
             CHECK(!strstr(c.refusal, "Did you mean"));
         }
+        CHECK(!strstr(c.refusal, "s3cr3t") && issues_free_of(&c, "s3cr3t"));
         if (!c.refusal_variable || !strstr(c.refusal, cases[i].why))
             fprintf(stderr, "  case %s: refusal \"%s\"\n", cases[i].kv, c.refusal);
         config_free(&c);
