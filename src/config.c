@@ -591,6 +591,13 @@ static void load_xray(struct loader *l)
                           "per-trace archive is off"
                         : "must be an http:// or https:// URL with a host; the per-trace archive "
                           "is off");
+    else if (*x->region && (strspn(x->region, "abcdefghijklmnopqrstuvwxyz0123456789-") !=
+                                strlen(x->region) ||
+                            strlen(x->region) > 32))
+        /* The region names the AWS host (s3.<region>.amazonaws.com): "x.example.com#" would send
+         * the signed PUTs, security token included, to another host. */
+        archive_off(c, "AWS_REGION", x->region,
+                    "not an AWS region name (a-z, 0-9 and -); the per-trace archive is off");
     else if (!*x->region)
         archive_off(c, "AWS_REGION", "",
                     "unset (and AWS_DEFAULT_REGION too): the per-trace archive needs the region "

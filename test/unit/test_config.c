@@ -736,6 +736,13 @@ static void test_trace_sampling(void)
         {{"XRAYPROFILE_THRESHOLD=1", "XRAYPROFILE_S3_ENDPOINT=s3.example.com", "AWS_REGION=r",
           "AWS_ACCESS_KEY_ID=A", "AWS_SECRET_ACCESS_KEY=S", NULL},
          "XRAYPROFILE_S3_ENDPOINT"},
+        /* The region is part of the AWS host name. */
+        {{"XRAYPROFILE_THRESHOLD=1", "AWS_REGION=eu-west-1.evil.example#", "AWS_ACCESS_KEY_ID=A",
+          "AWS_SECRET_ACCESS_KEY=S", NULL},
+         "AWS_REGION"},
+        {{"XRAYPROFILE_THRESHOLD=1", "AWS_DEFAULT_REGION=x/", "AWS_ACCESS_KEY_ID=A",
+          "AWS_SECRET_ACCESS_KEY=S", NULL},
+         "AWS_REGION"},
     };
     for (size_t i = 0; i < ARRAY_LEN(off); i++) {
         struct env oe = {{0}};
