@@ -2,8 +2,9 @@
 # source packages (apt-get source, Debian's patches applied); no other download.
 #   make -f layer.mk [ARCH=x86_64|arm64]          dist/pyroscope-lambda-extension-ARCH.zip
 #   make -f layer.mk test [ARCH=...]              the proof tests (test/layer/)
-#   make -f layer.mk publish REGION=... [ARCH=...] aws lambda publish-layer-version
-#   make -f layer.mk clean                        removes build/layer-* and dist/
+#   make -f layer.mk publish REGION=... [ARCH=...] aws lambda publish-layer-version; prints the ARN
+#   make -f layer.mk release                      both architectures, SHA256SUMS, release notes
+#   make -f layer.mk clean                        removes every build/layer-* directory and dist/
 # Each dependency is built once into build/layer-ARCH/prefix (a stamp per step); after that a
 # rebuild only recompiles our changed files and relinks.
 ARCH ?= x86_64
@@ -24,6 +25,28 @@ JOBS ?= $(shell nproc)
 MAKEFLAGS += -j$(JOBS) --no-print-directory
 
 NAME := pyroscope-lambda-extension
+# The one place the version is defined (CMakeLists.txt reads it too).
+VERSION := $(shell cat VERSION)
+ifeq ($(VERSION),)
+$(error the VERSION file is missing or empty)
+endif
+# The zip's timestamps: SOURCE_DATE_EPOCH when set (reproducible-builds.org), else the time of
+# the commit being built, else (a tree without .git: a release tarball) a fixed epoch,
+# 1980-01-01T00:00:00Z, the earliest time a zip can hold. The versions file says which.
+GIT_EPOCH := $(shell git log -1 --format=%ct 2>/dev/null)
+ifneq ($(SOURCE_DATE_EPOCH),)
+EPOCH := $(SOURCE_DATE_EPOCH)
+EPOCH_FROM := SOURCE_DATE_EPOCH
+else ifneq ($(GIT_EPOCH),)
+EPOCH := $(GIT_EPOCH)
+EPOCH_FROM := the commit time
+else
+EPOCH := 315532800
+EPOCH_FROM := a fixed epoch (no SOURCE_DATE_EPOCH, no git)
+endif
+ifneq ($(shell printf '%s' '$(EPOCH)' | grep -Ex '[0-9]+'),$(EPOCH))
+$(error SOURCE_DATE_EPOCH must be a number of seconds, not '$(EPOCH)')
+endif
 B := build/layer-$(ARCH)$(if $(filter debian,$(MUSL)),-musl-debian)
 SRC := build/layer-src
 PREFIX := $(CURDIR)/$(B)/prefix
@@ -36,7 +59,7 @@ BASE := $(if $(filter source,$(MUSL)),musl,)
 built = $(B)/deps/$(1).version
 fetched = $(SRC)/$(1).version
 
-.PHONY: all test publish clean FORCE
+.PHONY: all test publish release print-epoch clean FORCE
 all: $(ZIP)
 
 $(B)/setup.stamp: cmake/layer/deps.sh
@@ -71,28 +94,54 @@ $(B)/$(NAME): $(B)/ext/$(NAME)
 	$(STRIP) --strip-debug -o $@ $<
 
 # The zip: staged apart, so that the fixed timestamps in it do not confuse make.
-$(ZIP): $(B)/$(NAME) $(foreach l,$(BASE) $(LIBS),$(call built,$(l))) cmake/layer/deps.sh
+$(ZIP): $(B)/$(NAME) $(foreach l,$(BASE) $(LIBS),$(call built,$(l))) cmake/layer/deps.sh \
+    VERSION layer.mk
 	@mkdir -p $(@D)
 	rm -rf $(B)/zip $@
 	mkdir -p $(B)/zip/extensions
 	cp $(B)/$(NAME) $(B)/zip/extensions/$(NAME)
 	chmod 755 $(B)/zip/extensions/$(NAME)
-	$(DEPS) versions $(ARCH) > $(B)/zip/extensions/.$(NAME).versions
-	cd $(B)/zip && touch -d @$$(git log -1 --format=%ct) extensions extensions/$(NAME) \
+	{ echo "$(NAME) $(VERSION)"; $(DEPS) versions $(ARCH); \
+	  echo "# timestamps: $(EPOCH) ($(EPOCH_FROM))"; } > $(B)/zip/extensions/.$(NAME).versions
+	cd $(B)/zip && touch -d @$(EPOCH) extensions extensions/$(NAME) \
 	    extensions/.$(NAME).versions \
-	  && zip -q -X -9 $(CURDIR)/$@ extensions extensions/$(NAME) extensions/.$(NAME).versions
+	  && TZ=UTC zip -q -X -9 $(CURDIR)/$@ extensions extensions/$(NAME) extensions/.$(NAME).versions
 	@ls -l $@ $(B)/$(NAME)
 
 test: $(ZIP)
 	PLE_LAYER_ARCH=$(ARCH) PLE_LAYER_ZIP=$(ZIP) PLE_LAYER_BUILD=$(B) \
 	  python3 test/layer/test_layer.py -v
+	PLE_LAYER_ARCH=$(ARCH) PLE_LAYER_ZIP=$(ZIP) python3 test/layer/test_layer_release.py -v
 
-# Documented, not run in CI: needs the aws CLI and credentials.
-publish: $(ZIP)
+# Documented, not run in CI: needs the aws CLI and credentials. Prints only the LayerVersionArn
+# (the zip is built first, with its own output on stderr), so that a script can capture it.
+AWS ?= aws
+publish:
 	@test -n "$(REGION)" || { echo "publish: set REGION, e.g. make -f layer.mk publish REGION=eu-west-1" >&2; exit 2; }
-	aws lambda publish-layer-version --layer-name $(NAME) --zip-file fileb://$(ZIP) \
+	@$(MAKE) -f layer.mk ARCH=$(ARCH) MUSL=$(MUSL) $(ZIP) >&2
+	@$(AWS) lambda publish-layer-version --layer-name $(NAME) --zip-file fileb://$(ZIP) \
 	  --compatible-architectures $(ARCH) --region $(REGION) \
-	  --description "$(NAME) $$(git describe --always --dirty)"
+	  --description "$(NAME) $(VERSION) ($(ARCH))" --license-info Apache-2.0 \
+	  --query LayerVersionArn --output text
 
+# dist/release-VERSION/: both architectures' zips named with the version, SHA256SUMS, and the
+# release notes: CHANGELOG.md's section for VERSION, which must exist ("## VERSION").
+REL := dist/release-$(VERSION)
+release:
+	@grep -qx '## $(VERSION)\( .*\)\?' CHANGELOG.md || { echo "release: CHANGELOG.md has no '## $(VERSION)' section; write it first" >&2; exit 2; }
+	$(MAKE) -f layer.mk ARCH=x86_64 dist/$(NAME)-x86_64.zip
+	$(MAKE) -f layer.mk ARCH=arm64 dist/$(NAME)-arm64.zip
+	rm -rf $(REL) && mkdir -p $(REL)
+	cp dist/$(NAME)-x86_64.zip $(REL)/$(NAME)-$(VERSION)-x86_64.zip
+	cp dist/$(NAME)-arm64.zip $(REL)/$(NAME)-$(VERSION)-arm64.zip
+	awk '/^## /{on = ($$0 ~ /^## $(subst .,\.,$(VERSION))( |$$)/)} on' CHANGELOG.md > $(REL)/RELEASE-NOTES.md
+	cd $(REL) && sha256sum $(NAME)-$(VERSION)-x86_64.zip $(NAME)-$(VERSION)-arm64.zip > SHA256SUMS
+	@ls -l $(REL) && cat $(REL)/SHA256SUMS
+
+# Where the zip's timestamps come from, for the tests.
+print-epoch:
+	@echo "$(EPOCH) $(EPOCH_FROM)"
+
+# Every directory this file creates: build/layer-ARCH[-musl-debian], build/layer-src, dist.
 clean:
-	rm -rf build/layer-x86_64 build/layer-x86_64-musl-source build/layer-arm64 $(SRC) dist
+	rm -rf build/layer-* dist

@@ -3,7 +3,10 @@
  *
  * The seed's 21 variables keep their Go defaults and meanings. An invalid value never stops the
  * extension: it becomes a config_issue (logged by main once the logger is configured) and the
- * default applies. */
+ * default applies, except where the default would send profiles or credentials somewhere the
+ * user did not name: an unusable remote, token or tenant refuses the relay (refusal below), an
+ * unusable archive bucket or endpoint turns the archive off. Only an unset variable means its
+ * default there; set but empty is unusable. */
 #ifndef PLE_CONFIG_H
 #define PLE_CONFIG_H
 
@@ -32,7 +35,7 @@ struct config_issue {
 
 struct config {
     /* The seed's table. */
-    char *remote_address;               /* PYROSCOPE_REMOTE_ADDRESS, no trailing '/' */
+    char *remote_address; /* PYROSCOPE_REMOTE_ADDRESS, no trailing '/'; "" when refused */
     char *auth_token;                   /* PYROSCOPE_AUTH_TOKEN, "" when unset (secret) */
     bool self_profiling;                /* PYROSCOPE_SELF_PROFILING */
     int64_t timeout_ns;                 /* PYROSCOPE_TIMEOUT, > 0 */
@@ -77,6 +80,13 @@ struct config {
         char *container_token;      /* AWS_CONTAINER_AUTHORIZATION_TOKEN (secret) */
         char *container_token_file; /* AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE */
     } xray;
+
+    /* Set when a variable that says where profiles go or under whose name (the remote, the
+     * token, the tenant) is set but unusable. Nothing is relayed then, and no credential leaves:
+     * the relay stays up and answers every push with refusal, a text that names the variable
+     * and the fix. NULL: the relay works. */
+    const char *refusal_variable;
+    char refusal[512];
 
     struct config_issue issues[CONFIG_MAX_ISSUES];
     size_t n_issues;

@@ -57,6 +57,7 @@ struct relay_req {
     unsigned attempts;      /* uploads started so far */
     uint64_t not_before_ms; /* a retry waits until this uv_now() */
     bool fresh_connection;  /* the last attempt died in transport: do not reuse a connection */
+    bool reserved;          /* may use the queue's reserve (the self-profile) */
 };
 
 void relay_req_free(struct relay_req *r);
@@ -89,6 +90,9 @@ struct queue {
     size_t queued, queued_bytes;
     size_t inflight, inflight_bytes;
     size_t max_count, max_bytes;
+    /* Kept free of client uploads for the self-profile (queue_reserve): it must not be dropped
+     * exactly when the relay is busiest. Part of max_count and max_bytes. */
+    size_t reserve_count, reserve_bytes;
     uint64_t next_id;
     struct queue_stats stats;
     struct queue_waiter *waiters;
@@ -99,8 +103,11 @@ struct queue {
 void queue_init(struct queue *q, size_t max_count, size_t max_bytes);
 /* Frees everything still queued (the caller has already reported it). Waiters are dropped. */
 void queue_dispose(struct queue *q);
-/* Would a request of this cost fit now? */
-bool queue_has_room(const struct queue *q, size_t cost);
+/* Keeps up to count entries and bytes of the bounds for requests marked reserved: at most half
+ * of max_count (none when it is 1) and a quarter of max_bytes. */
+void queue_reserve(struct queue *q, size_t count, size_t bytes);
+/* Would a request of this cost fit now? reserved: it may use the reserve too. */
+bool queue_has_room(const struct queue *q, size_t cost, bool reserved);
 /* For a client upload whose size is known before it is read: true when it would fit now; when
  * it would not, it is counted as rejected (stats.rejected), as queue_push counts a refusal. */
 bool queue_admit(struct queue *q, size_t body_len);

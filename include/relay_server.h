@@ -2,7 +2,8 @@
  * llhttp. Each complete request becomes a relay_req (remote URL, final headers, body) that is
  * pushed on the queue, and the client is answered at once: 200 when queued, 503 with Retry-After
  * when the queue is full, 413 when the body is over the limit, 400 when the request is
- * malformed.
+ * malformed, 500 with the configuration's refusal text when the configuration refuses relaying
+ * (then nothing is ever queued).
  *
  * Descriptors and handles: each listener and each client connection is a uv_tcp_t that owns its
  * socket; the socket is closed only by uv_close, and the connection's memory is freed only in
@@ -14,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -48,6 +50,9 @@ struct upload_hooks {
 struct relay_server *relay_server_start(uv_loop_t *loop, const struct config *c, struct queue *q,
                                         const struct header_policy *policy, const char *session_id,
                                         int *err);
+/* Pushes answered 500 because the configuration refuses relaying (config.h: refusal); 0 for
+ * NULL. */
+uint64_t relay_server_refused_config(const struct relay_server *s);
 /* Installs hooks (NULL: none); they must outlive the server. */
 void relay_server_set_hooks(struct relay_server *s, const struct upload_hooks *hooks);
 /* Stops accepting: listeners close, idle connections close, busy ones close after the request

@@ -2,7 +2,7 @@
  * profile as application "pyroscope.lambda.extension", like the Go extension does with
  * pyroscope-go.
  *
- *   SIGPROF (100 Hz of process CPU) -> frame-pointer walk -> ring
+ *   SIGPROF (100 Hz of process CPU) -> frame-pointer walk + CPU time since the last one -> ring
  *   uv timer (1 s) -> ring -> aggregate;  every interval -> symbols -> folded text -> queue
  *
  * The SIGPROF handler only writes into a preallocated single-producer/single-consumer ring (no
@@ -32,12 +32,18 @@
 #define SELFPROF_APP_NAME "pyroscope.lambda.extension"
 #define SELFPROF_SPY_NAME "ple-selfprof"
 #define SELFPROF_HZ 100
+#define SELFPROF_PERIOD_NS (1000000000 / SELFPROF_HZ) /* what one uploaded sample stands for */
 #define SELFPROF_MAX_DEPTH 64
 #define SELFPROF_RING_WORDS (1u << 14) /* 128 KiB: > 2 s of samples at full depth */
+/* Queue room kept for the self-profile (queue_reserve): the last periodic one and the final one
+ * at shutdown, which is when the client uploads fill the queue. */
+#define SELFPROF_RESERVE_COUNT 2
+#define SELFPROF_RESERVE_BYTES (512u * 1024u)
 
 /* ---- the ring: the SIGPROF handler produces, the loop consumes ----
- * A sample is one word holding its depth, then that many program counters, leaf first. head and
- * tail only grow; the slot of index i is words[i & (cap - 1)]. */
+ * A sample is one word holding its depth, one holding its weight (the main thread's CPU ns since
+ * the previous sample; 0: unknown, one period), then that many program counters, leaf first.
+ * head and tail only grow; the slot of index i is words[i & (cap - 1)]. */
 struct selfprof_ring {
     atomic_size_t head; /* written by the producer only */
     atomic_size_t tail; /* written by the consumer only */
@@ -51,9 +57,11 @@ int selfprof_ring_init(struct selfprof_ring *r, size_t cap_words);
 void selfprof_ring_free(struct selfprof_ring *r);
 /* Async-signal-safe. Appends one sample (1 <= depth <= SELFPROF_MAX_DEPTH) or, when it does not
  * fit, counts it in lost and returns false. Never blocks. */
-bool selfprof_ring_put(struct selfprof_ring *r, const uintptr_t *pcs, size_t depth);
-/* The oldest sample, copied into pcs[SELFPROF_MAX_DEPTH]; returns its depth, 0 when empty. */
-size_t selfprof_ring_get(struct selfprof_ring *r, uintptr_t *pcs);
+bool selfprof_ring_put(struct selfprof_ring *r, const uintptr_t *pcs, size_t depth,
+                       uintptr_t weight_ns);
+/* The oldest sample, copied into pcs[SELFPROF_MAX_DEPTH] and *weight_ns; returns its depth, 0
+ * when empty. */
+size_t selfprof_ring_get(struct selfprof_ring *r, uintptr_t *pcs, uintptr_t *weight_ns);
 
 /* Async-signal-safe. Walks frame records {saved fp, return address} from fp, after pc (the
  * interrupted instruction). A frame is followed only while it is aligned, strictly above the
@@ -75,12 +83,18 @@ struct selfprof_agg {
     size_t cap, used; /* open addressing; cap is a power of two or 0 */
     uint64_t samples; /* sum of the counts */
     uint64_t lost;    /* samples the sampler could not record (ring full) */
+    int64_t carry_ns; /* CPU time weighed but not yet a whole sample; kept across resets */
 };
+
+/* How many uploaded samples (of SELFPROF_PERIOD_NS) a sample of this weight stands for (0:
+ * unknown, one period), rounded to the nearest with the rest carried to the next one, so that the
+ * samples of a profile add up to the CPU time sampled. */
+uint64_t selfprof_agg_weigh(struct selfprof_agg *a, uint64_t weight_ns);
 
 /* Adds n samples of one stack. Returns 0, or -1 on allocation failure (the sample is counted as
  * lost). */
 int selfprof_agg_add(struct selfprof_agg *a, const uintptr_t *pcs, size_t depth, uint64_t n);
-/* Moves every sample of the ring (and its lost count) into the aggregate. */
+/* Moves every sample of the ring (and its lost count) into the aggregate, weighed. */
 void selfprof_agg_drain(struct selfprof_agg *a, struct selfprof_ring *r);
 /* Empties the aggregate, keeping its memory. */
 void selfprof_agg_reset(struct selfprof_agg *a);

@@ -7,6 +7,7 @@
 
 #include <ctype.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,23 @@ static void add_issue(struct config *c, enum log_level level, const char *var, c
     copy_truncated(is->detail, sizeof(is->detail), detail);
 }
 
+/* Nothing is relayed: every push is answered with a message that names var and the fix. Only
+ * the first such problem is told to clients (all of them are logged as issues). */
+static void refuse_relay(struct config *c, const char *var, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void refuse_relay(struct config *c, const char *var, const char *fmt, ...)
+{
+    if (c->refusal_variable)
+        return;
+    c->refusal_variable = var;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->refusal, sizeof(c->refusal), fmt, ap);
+    va_end(ap);
+}
+
+#define NOTHING_RELAYED "nothing is relayed until it is fixed"
+
 /* ---- plain values ---- */
 
 /* An unset or empty variable means "use the default", as in the Go extension. */
@@ -96,13 +114,27 @@ static char *get_string(struct loader *l, const char *name, const char *def)
 /* A value that goes into an HTTP header line as it is (the token, the tenant): a CR or LF would
  * inject headers into every upload and other control characters are not allowed in a header.
  * Such a value is refused; a secret's value is left out of the issue. */
-static char *get_header_string(struct loader *l, const char *name, bool secret)
+/* A value that goes into an HTTP header line as it is (the token, the tenant): a CR or LF would
+ * inject headers into every upload and other control characters are not allowed in a header.
+ * Such a value is refused; a secret's value is left out of the issue. identity: the value says
+ * under whose name profiles are sent (token, tenant): without it they would go out under
+ * another one (the client's Authorization, the default tenant), so nothing is relayed. */
+static char *get_header_string(struct loader *l, const char *name, bool secret, bool identity)
 {
     const char *v = get(l, name);
     for (const char *p = v; p && *p; p++) {
         if (iscntrl((unsigned char)*p) && *p != '\t') {
             add_issue(l->c, LOG_LEVEL_ERROR, name, secret ? NULL : v, "",
-                      "contains CR, LF or another control character; not used");
+                      identity ? "contains CR, LF or another control character (a trailing "
+                                 "newline?); " NOTHING_RELAYED
+                               : "contains CR, LF or another control character; not used");
+            if (identity)
+                refuse_relay(l->c, name,
+                             "pyroscope-lambda-extension: %s contains CR, LF or another control "
+                             "character (a trailing newline?). Remove it from the function's "
+                             "environment; " NOTHING_RELAYED ", so that no profile is sent "
+                             "under another identity.\n",
+                             name);
             v = NULL;
             break;
         }
@@ -202,17 +234,51 @@ static const char *remote_problem(const char *url)
     return NULL;
 }
 
+/* "host", "host:port" or "host:port/path" with a plausible host name or [IPv6]: what a user who
+ * forgot the scheme typed. */
+static bool looks_like_host(const char *v)
+{
+    size_t host_len = v[0] == '[' ? strcspn(v, "]") + 1 : strspn(v, "abcdefghijklmnopqrstuvwxyz"
+                                                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                                     "0123456789.-_");
+    if (host_len == 0 || (v[0] == '[' && v[host_len - 1] != ']'))
+        return false;
+    bool dotted = v[0] == '[' || memchr(v, '.', host_len) || strncasecmp(v, "localhost", 9) == 0;
+    const char *p = v + host_len;
+    if (*p == ':') {
+        size_t digits = strspn(p + 1, "0123456789");
+        if (digits == 0 || digits > 5)
+            return false;
+        p += 1 + digits;
+    }
+    return dotted && (*p == '\0' || *p == '/') && !strpbrk(p, " \t\r\n@?#");
+}
+
+/* An unset variable means the documented default. A value that is set but unusable, empty
+ * included, never does: the default would receive the profiles, with the user's token or
+ * password, at a host the user did not name. */
 static void load_remote(struct loader *l)
 {
+    static const char *const var = "PYROSCOPE_REMOTE_ADDRESS";
     struct config *c = l->c;
-    const char *v = get(l, "PYROSCOPE_REMOTE_ADDRESS");
-    const char *why = v ? remote_problem(v) : NULL;
+    const char *v = l->getenv_fn(l->ud, var);
+    const char *why = !v ? NULL : !*v ? "set but empty" : remote_problem(v);
     if (why) {
-        char shown[sizeof(c->issues[0].value) + 16];
+        char shown[sizeof(c->issues[0].value) + 16], hint[160] = "";
         redact_userinfo(shown, sizeof(shown), v);
-        add_issue(c, LOG_LEVEL_ERROR, "PYROSCOPE_REMOTE_ADDRESS", shown, CONFIG_DEFAULT_REMOTE,
-                  why);
-        v = NULL;
+        if (*v && !strstr(v, "://") && looks_like_host(v))
+            snprintf(hint, sizeof(hint), " Did you mean https://%.120s ?", shown);
+        char detail[sizeof(hint) + 128]; /* add_issue cuts it to fit */
+        snprintf(detail, sizeof(detail), "%s;%s %s", why, hint, NOTHING_RELAYED);
+        add_issue(c, LOG_LEVEL_ERROR, var, shown, "", detail);
+        refuse_relay(c, var,
+                     "pyroscope-lambda-extension: %s=\"%.120s\" is not usable: %s.%s Set %s to "
+                     "the http:// or https:// URL of your Pyroscope server (for example "
+                     "https://profiles-prod-001.grafana.net), or unset it for the default "
+                     "%s; " NOTHING_RELAYED ".\n",
+                     var, shown, why, hint, var, CONFIG_DEFAULT_REMOTE);
+        c->remote_address = dup(l, "");
+        return;
     }
     char *addr = dup(l, v ? v : CONFIG_DEFAULT_REMOTE);
     if (!addr)
@@ -401,7 +467,7 @@ static void load_seed_table(struct loader *l)
 {
     struct config *c = l->c;
     load_remote(l);
-    c->auth_token = get_header_string(l, "PYROSCOPE_AUTH_TOKEN", true);
+    c->auth_token = get_header_string(l, "PYROSCOPE_AUTH_TOKEN", true, true);
     c->self_profiling = get_bool(l, "PYROSCOPE_SELF_PROFILING", false);
     c->timeout_ns = get_duration(l, "PYROSCOPE_TIMEOUT", 10 * NS_PER_SEC, "10s");
     long long workers = get_int(l, "PYROSCOPE_NUM_WORKERS", 5, 1, LLONG_MAX);
@@ -413,7 +479,7 @@ static void load_seed_table(struct loader *l)
     c->num_workers = (int)workers;
     c->flush_on_invoke = get_bool(l, "PYROSCOPE_FLUSH_ON_INVOKE", false);
     load_http_headers(l);
-    c->tenant_id = get_header_string(l, "PYROSCOPE_TENANT_ID", false);
+    c->tenant_id = get_header_string(l, "PYROSCOPE_TENANT_ID", false, true);
     /* Basic auth is base64-encoded before it reaches a header: any byte is safe. */
     c->basic_auth_user = get_string(l, "PYROSCOPE_BASIC_AUTH_USER", "");
     c->basic_auth_password = get_string(l, "PYROSCOPE_BASIC_AUTH_PASSWORD", "");
@@ -482,7 +548,11 @@ static void load_xray(struct loader *l)
     struct xray_archive_config *x = &c->xray;
     c->trace_sample_threshold =
         get_threshold(l, "PYROSCOPE_TRACE_SAMPLE_THRESHOLD", -1, "unset: relay everything");
-    x->enabled = get(l, "XRAYPROFILE_THRESHOLD") || get(l, "XRAYPROFILE_S3_BUCKET");
+    /* Set, even to "": the bucket and the endpoint say where the archive goes, so an empty one
+     * turns the archive off (below) rather than meaning the default. */
+    const char *bucket_raw = l->getenv_fn(l->ud, "XRAYPROFILE_S3_BUCKET");
+    const char *endpoint_raw = l->getenv_fn(l->ud, "XRAYPROFILE_S3_ENDPOINT");
+    x->enabled = get(l, "XRAYPROFILE_THRESHOLD") || bucket_raw;
     x->threshold = get_threshold(l, "XRAYPROFILE_THRESHOLD", 0, "0");
     x->bucket = get_string(l, "XRAYPROFILE_S3_BUCKET", "");
     const char *prefix = get(l, "XRAYPROFILE_S3_PREFIX");
@@ -497,25 +567,43 @@ static void load_xray(struct loader *l)
     while (n && x->endpoint[n - 1] == '/')
         x->endpoint[--n] = '\0';
     const char *region = get(l, "AWS_REGION");
-    x->region = get_header_string(l, region ? "AWS_REGION" : "AWS_DEFAULT_REGION", false);
-    x->access_key_id = get_header_string(l, "AWS_ACCESS_KEY_ID", true);
-    x->secret_key = get_header_string(l, "AWS_SECRET_ACCESS_KEY", true);
-    x->session_token = get_header_string(l, "AWS_SESSION_TOKEN", true);
-    x->container_uri = get_header_string(l, "AWS_CONTAINER_CREDENTIALS_FULL_URI", false);
-    x->container_token = get_header_string(l, "AWS_CONTAINER_AUTHORIZATION_TOKEN", true);
+    x->region = get_header_string(l, region ? "AWS_REGION" : "AWS_DEFAULT_REGION", false, false);
+    x->access_key_id = get_header_string(l, "AWS_ACCESS_KEY_ID", true, false);
+    x->secret_key = get_header_string(l, "AWS_SECRET_ACCESS_KEY", true, false);
+    x->session_token = get_header_string(l, "AWS_SESSION_TOKEN", true, false);
+    x->container_uri = get_header_string(l, "AWS_CONTAINER_CREDENTIALS_FULL_URI", false, false);
+    x->container_token = get_header_string(l, "AWS_CONTAINER_AUTHORIZATION_TOKEN", true, false);
     x->container_token_file = get_string(l, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "");
     if (!x->enabled || l->oom)
         return;
     bool static_keys = *x->access_key_id && *x->secret_key;
     char why[200];
-    if (*x->bucket && !s3_bucket_name_ok(x->bucket))
+    if (bucket_raw && !*bucket_raw)
+        archive_off(c, "XRAYPROFILE_S3_BUCKET", "",
+                    "set but empty: name the bucket, or unset it for "
+                    "xrayprofile-<accountId>-<region>; the per-trace archive is off");
+    else if (endpoint_raw && !*endpoint_raw)
+        archive_off(c, "XRAYPROFILE_S3_ENDPOINT", "",
+                    "set but empty: give the endpoint's http(s):// URL, or unset it for AWS S3; "
+                    "the per-trace archive is off");
+    else if (*x->bucket && !s3_bucket_name_ok(x->bucket))
         archive_off(
             c, "XRAYPROFILE_S3_BUCKET", x->bucket,
             "not a valid S3 bucket name (3-63 of a-z 0-9 . -); the per-trace archive is off");
-    else if (*x->endpoint && strncmp(x->endpoint, "http://", 7) != 0 &&
-             strncmp(x->endpoint, "https://", 8) != 0)
+    else if (*x->endpoint && remote_problem(x->endpoint))
         archive_off(c, "XRAYPROFILE_S3_ENDPOINT", x->endpoint,
-                    "must start with http:// or https://; the per-trace archive is off");
+                    strncasecmp(x->endpoint, "http", 4) && looks_like_host(x->endpoint)
+                        ? "must start with http:// or https:// (did you mean https://...?); the "
+                          "per-trace archive is off"
+                        : "must be an http:// or https:// URL with a host; the per-trace archive "
+                          "is off");
+    else if (*x->region && (strspn(x->region, "abcdefghijklmnopqrstuvwxyz0123456789-") !=
+                                strlen(x->region) ||
+                            strlen(x->region) > 32))
+        /* The region names the AWS host (s3.<region>.amazonaws.com): "x.example.com#" would send
+         * the signed PUTs, security token included, to another host. */
+        archive_off(c, "AWS_REGION", x->region,
+                    "not an AWS region name (a-z, 0-9 and -); the per-trace archive is off");
     else if (!*x->region)
         archive_off(c, "AWS_REGION", "",
                     "unset (and AWS_DEFAULT_REGION too): the per-trace archive needs the region "

@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "upstream.h"
+#include "version.h"
 
 #define API_BASE "/2020-01-01/extension"
 
@@ -41,7 +42,13 @@ static void on_exit_timer(uv_timer_t *t)
     log_info("shutdown summary",
              LKI("accepted", st->accepted) LKI("relayed", st->relayed) LKI("failed", st->failed)
                  LKI("rejected", st->rejected) LKI("pending", queue_pending(&app->q))
-                     LKI("invokes", app->invoke.seq) LKI("exit_code", app->exit_code));
+                     LKI("invokes", app->invoke.seq) LKI("exit_code", app->exit_code)
+                         LKI("refused_config", relay_server_refused_config(app->server))
+                             LKS("version", PLE_VERSION));
+    if (app->cfg->refusal_variable)
+        log_error("nothing was relayed: the configuration is invalid",
+                  LKS("variable", app->cfg->refusal_variable)
+                      LKI("refused", relay_server_refused_config(app->server)));
     const struct trace_sampling_stats *ts = &app->sampling.stats;
     if (app->cfg->trace_sample_threshold >= 0)
         log_info("trace sampling summary",
@@ -165,6 +172,13 @@ static void start_uploads(void *ud)
     struct app *app = ud;
     if (app->upstream || app->state == APP_EXITING)
         return;
+    if (app->cfg->refusal_variable) {
+        /* No uploader, no self-profile: nothing may leave (config.h: refusal). */
+        log_error("nothing is relayed: every push is answered 500 until the configuration is "
+                  "fixed",
+                  LKS("variable", app->cfg->refusal_variable));
+        return;
+    }
     char remote[512];
     url_redact(app->cfg->remote_address, remote, sizeof(remote));
     log_info("relaying",

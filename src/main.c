@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+#include "about.h"
 #include "buf.h"
 #include "config.h"
 #include "lifecycle.h"
@@ -30,11 +31,14 @@ static const char *base_name(const char *path)
 
 int main(int argc, char **argv)
 {
-    (void)argc;
+    int code = about_main(argc, argv, stdout, stderr); /* --version, --help */
+    if (code >= 0)
+        return code;
     struct config cfg;
     if (config_load(&cfg, config_getenv_process, NULL) != 0)
         return 1;
     log_configure(&cfg.log);
+    log_info("starting", LKS("version", PLE_VERSION));
     log_config_issues(&cfg);
 
     uv_loop_t loop;

@@ -48,16 +48,24 @@ void queue_dispose(struct queue *q)
     q->waiters = NULL;
 }
 
-bool queue_has_room(const struct queue *q, size_t cost)
+void queue_reserve(struct queue *q, size_t count, size_t bytes)
+{
+    q->reserve_count = count < q->max_count / 2 ? count : q->max_count / 2;
+    q->reserve_bytes = bytes < q->max_bytes / 4 ? bytes : q->max_bytes / 4;
+}
+
+bool queue_has_room(const struct queue *q, size_t cost, bool reserved)
 {
     size_t count = q->queued + q->inflight;
     size_t bytes = q->queued_bytes + q->inflight_bytes;
-    return count < q->max_count && bytes + cost <= q->max_bytes;
+    size_t max_count = reserved ? q->max_count : q->max_count - q->reserve_count;
+    size_t max_bytes = reserved ? q->max_bytes : q->max_bytes - q->reserve_bytes;
+    return count < max_count && bytes + cost <= max_bytes;
 }
 
 bool queue_admit(struct queue *q, size_t body_len)
 {
-    if (queue_has_room(q, body_len + QUEUE_ENTRY_OVERHEAD))
+    if (queue_has_room(q, body_len + QUEUE_ENTRY_OVERHEAD, false))
         return true;
     q->stats.rejected++;
     return false;
@@ -67,7 +75,7 @@ int queue_push(struct queue *q, struct relay_req *r)
 {
     size_t cost = relay_req_cost(r);
     bool archive = r->kind == REQ_ARCHIVE;
-    if (!queue_has_room(q, cost)) {
+    if (!queue_has_room(q, cost, r->reserved)) {
         (*(archive ? &q->stats.archive_rejected : &q->stats.rejected))++;
         return -1;
     }

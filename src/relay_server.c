@@ -37,6 +37,7 @@ struct conn {
     struct buf body;
     int reject_status; /* set by a callback that refuses the request: 413, 431 */
     bool queue_full;   /* refused with 503 at its headers: its body is read and dropped */
+    bool misconfigured; /* refused with 500 at its headers (config refusal): body dropped */
     bool progress;     /* bytes arrived since the last sweep */
     unsigned stalled;  /* sweeps in a row without a byte while in a request */
     bool closing;      /* answer with Connection: close and shut down after it */
@@ -76,7 +77,8 @@ struct relay_server {
     llhttp_settings_t settings;
     struct listener l4, l6;
     struct conn *conns;
-    struct rate_limit refused, turned_away, timed_out, accept_failed;
+    struct rate_limit refused, turned_away, timed_out, accept_failed, misconfigured;
+    uint64_t refused_config; /* pushes answered 500 because the configuration refuses relaying */
     size_t n_conns;
     uv_timer_t sweep; /* runs only while some request is being read */
     int open_handles;
@@ -101,6 +103,7 @@ static void request_reset(struct conn *c)
     c->body = (struct buf){0};
     c->reject_status = 0;
     c->queue_full = false;
+    c->misconfigured = false;
 }
 
 /* ---- answering ---- */
@@ -156,7 +159,7 @@ static const char *reason(int status)
 
 static void conn_respond(struct conn *c, int status, const char *body)
 {
-    char head[256];
+    char head[256 + sizeof(((struct config *)0)->refusal)];
     size_t body_len = body ? strlen(body) : 0;
     bool http10 = llhttp_get_http_major(&c->parser) == 1 && llhttp_get_http_minor(&c->parser) == 0;
     const char *conn_hdr = c->closing ? "Connection: close\r\n"
@@ -366,10 +369,14 @@ static int on_headers_complete(llhttp_t *p)
         c->reject_status = 413;
         return -1;
     }
-    /* A full queue is told at once: the body is then read without being kept, and without
-     * building an upload that cannot be queued (under a flood, most requests take this path).
-     * Not with trace sampling, which may answer 200 without queueing anything. */
-    if (!c->s->hooks && !queue_admit(c->s->q, has_length ? p->content_length : 0)) {
+    /* A configuration that refuses relaying (config.h: refusal) answers every push 500 with its
+     * text. A full queue is told at once too. Either way the body is then read without being
+     * kept, and without building an upload that cannot be queued (under a flood, most requests
+     * take this path). Not with trace sampling, which may answer 200 without queueing
+     * anything. */
+    if (c->s->c->refusal_variable) {
+        c->misconfigured = true;
+    } else if (!c->s->hooks && !queue_admit(c->s->q, has_length ? p->content_length : 0)) {
         c->queue_full = true;
     } else if (has_length && p->content_length > 0) {
         c->body.p = body_alloc(p->content_length + 1);
@@ -385,7 +392,7 @@ static int on_headers_complete(llhttp_t *p)
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct conn *c = conn_of(p);
-    if (c->queue_full) {
+    if (c->queue_full || c->misconfigured) {
         c->body.len += len; /* counted for the log, not kept */
         return 0;
     }
@@ -405,6 +412,19 @@ static void log_refusal(struct relay_server *s, size_t bytes)
         log_warn("relay queue full: uploads refused with 503",
                  LKI("refused", n) LKI("bytes", bytes) LKI("pending", queue_pending(s->q))
                      LKI("rejected_total", s->q->stats.rejected));
+}
+
+/* 500, not 503: a retry cannot succeed until the function's environment is changed (which starts
+ * a new sandbox), and not a 4xx: the client's request is fine. Clients log the status and the
+ * body, which names the variable and the fix. Logged at most once a second. */
+static void log_misconfigured(struct relay_server *s)
+{
+    s->refused_config++;
+    uint64_t n = rate_limit_hit(&s->misconfigured, s->loop ? uv_now(s->loop) : 0);
+    if (n)
+        log_error("upload refused with 500: the configuration is invalid, nothing is relayed",
+                  LKS("variable", s->c->refusal_variable)
+                      LKI("refused", n) LKI("refused_total", s->refused_config));
 }
 
 /* Builds the upload from the request just read; NULL on allocation failure. */
@@ -513,7 +533,11 @@ static int on_message_complete(llhttp_t *p)
     if (!llhttp_should_keep_alive(p) || !s->accepting)
         c->closing = true;
     int status;
-    if (c->queue_full) { /* refused at its headers, already counted */
+    if (c->misconfigured) {
+        log_misconfigured(s);
+        c->body.len = 0;
+        status = 500;
+    } else if (c->queue_full) { /* refused at its headers, already counted */
         log_refusal(s, c->body.len);
         c->body.len = 0;
         status = 503;
@@ -521,9 +545,10 @@ static int on_message_complete(llhttp_t *p)
         status = s->hooks ? hooked_upload(c, s->hooks) : relay_upload(c, NULL);
     }
     conn_respond(c, status,
-                 status == 503   ? "relay queue full, retry later\n"
-                 : status == 500 ? "out of memory\n"
-                                 : NULL);
+                 c->misconfigured ? s->c->refusal
+                 : status == 503  ? "relay queue full, retry later\n"
+                 : status == 500  ? "out of memory\n"
+                                  : NULL);
     request_reset(c);
     if (c->closing) {
         conn_finish(c);
@@ -721,6 +746,11 @@ struct relay_server *relay_server_start(uv_loop_t *loop, const struct config *c,
         listener_close(&s->l6);
     }
     return s;
+}
+
+uint64_t relay_server_refused_config(const struct relay_server *s)
+{
+    return s ? s->refused_config : 0;
 }
 
 void relay_server_set_hooks(struct relay_server *s, const struct upload_hooks *hooks)

@@ -44,7 +44,7 @@ static bool name_bucket(struct trace_sampling *t)
     return t->bucket[0] != '\0';
 }
 
-static struct curl_slist *archive_headers(const char *type)
+static struct curl_slist *archive_headers(const struct trace_sampling *t, const char *type)
 {
     char line[256];
     struct curl_slist *h = NULL, *n;
@@ -56,6 +56,15 @@ static struct curl_slist *archive_headers(const char *type)
     snprintf(line, sizeof(line), "Content-Type: %s", type);
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
         if (!(n = curl_slist_append(h, fixed[i])))
+            goto fail;
+        h = n;
+    }
+    /* Bucket names are global: someone else may own xrayprofile-<accountId>-<region>. For the
+     * default bucket S3 must refuse (403) rather than store the profile in another account's
+     * bucket; a bucket the user named may be another account's on purpose. */
+    if (!*t->cfg->xray.bucket && strlen(t->account_id) == 12) {
+        snprintf(line, sizeof(line), "x-amz-expected-bucket-owner: %s", t->account_id);
+        if (!(n = curl_slist_append(h, line)))
             goto fail;
         h = n;
     }
@@ -97,7 +106,7 @@ static void archive_upload(struct trace_sampling *t, const struct upload_view *u
         r->sign = t->sign;
         r->method = strdup("PUT");
         r->url = key ? archive_url(x->endpoint, x->region, t->bucket, key) : NULL;
-        r->headers = archive_headers(pl.content_type);
+        r->headers = archive_headers(t, pl.content_type);
         r->body = body_alloc(pl.len ? pl.len : 1);
         r->body_len = pl.len;
         if (r->body)

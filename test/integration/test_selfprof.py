@@ -8,6 +8,7 @@ Run: cd test/integration && PYTHONPATH=../support PLE_BINARY=... python3 -m unit
 import http.client
 import os
 import re
+import sys
 import threading
 import time
 import unittest
@@ -156,13 +157,15 @@ class SelfProfiling(DevModeCase):
         client = [r for r in self.remote.requests if name_of(r).startswith("load.app")]
         sid = re.search(r"__session_id__=(\w+)", name_of(client[0])).group(1)
         self.assertIn("__session_id__=%s" % sid, name_of(profiles[0]))
-        # 100 samples a CPU second, within a generous factor. The kernel checks ITIMER_PROF on
-        # its scheduler tick (250 Hz here), so a process that runs in bursts of some 100 us, like
-        # an event loop under this load, gets fewer signals than its CPU time: 0.6x for a plain
-        # C loop of 100 us bursts on the same host, 0.3x to 1.0x for the extension here.
-        expected = cpu * 100
-        self.assertTrue(0.15 * expected <= total <= 1.5 * expected,
-                        "%d samples for %.2f CPU seconds" % (total, cpu))
+        # 100 samples a CPU second, within 10%: each sample is weighed by the CPU time since the
+        # previous one, so the bursts that ITIMER_PROF's tick-based check misses (0.6x-0.7x of
+        # the CPU in signals under this load) are counted. cpu was read just before SIGTERM; the
+        # profile misses only the start (before the sampler) and the time since the last signal,
+        # hence 50 ms of slack.
+        sys.stderr.write("\n  self-profile: %d samples = %.2f s for %.2f CPU s (/proc/PID/stat)"
+                         % (total, total / 100.0, cpu))
+        self.assertLessEqual(abs(total / 100.0 - cpu), 0.10 * cpu + 0.05,
+                             "%d samples for %.2f CPU seconds" % (total, cpu))
         frames = {f for s in stacks for f in s.split(";")}
         self.assertTrue(frames & OURS, "no function of ours among %s" % sorted(frames)[:80])
         # Walked stacks, not only leaves: some stack goes through the relay's read path.
@@ -200,6 +203,36 @@ class SelfProfiling(DevModeCase):
         # Queued before the drain began, and delivered by it.
         self.assertLess(log.index("self-profile queued"), log.index("draining"), log)
         self.assertRegex(log, r"drained: every accepted upload is finished")
+
+    def test_full_queue_keeps_room_for_the_last_profile(self):
+        """Clients fill the queue (the remote holds every answer): they get 503 while 2 of its
+        8 places stay free, and the final self-profile queued at SIGTERM takes one of them."""
+        self.remote.set_hang()
+        ext = self.start(PYROSCOPE_SELF_PROFILING="true", PYROSCOPE_SELF_PROFILING_INTERVAL="1h",
+                         PYROSCOPE_QUEUE_MAX_COUNT="8", PYROSCOPE_NUM_WORKERS="1",
+                         PYROSCOPE_TIMEOUT="30s", PYROSCOPE_LOG_LEVEL="debug")
+        ext.wait_for_log(r"self-profiling")
+        statuses = []
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        deadline = time.monotonic() + 60
+        # Push until the clients' share is full, then keep pushing (each 503) until the
+        # extension has used enough CPU to be sampled.
+        while (503 not in statuses or cpu_seconds(ext.proc.pid) < 0.1) and time.monotonic() < deadline:
+            conn.request("POST", "/ingest?name=fill.app", b"f" * 65536)
+            r = conn.getresponse()
+            r.read()
+            statuses.append(r.status)
+        conn.close()
+        self.assertEqual(statuses.count(200), 6, statuses[:20])  # 8 minus the reserve of 2
+        self.assertGreaterEqual(cpu_seconds(ext.proc.pid), 0.1)
+        mark = ext.mark()
+        ext.signal_term()
+        ext.wait_for_log(r"self-profile queued.*final=true", timeout=10, after=mark)
+        self.remote.release()
+        self.assertEqual(ext.wait_exit(60), 0, ext.log())
+        self.assertNotIn("self-profile dropped", ext.log())
+        self.assertEqual(len(self.profiles()), 1, ext.log())
+        ext.wait_for_log(r'shutdown summary" accepted=7 relayed=7 failed=0')
 
     def test_bad_interval_falls_back_to_the_default(self):
         ext = self.start(PYROSCOPE_SELF_PROFILING="true", PYROSCOPE_SELF_PROFILING_INTERVAL="soon")

@@ -229,6 +229,7 @@ class ArchiveTest(unittest.TestCase):
         for r in puts:
             self.assertEqual(r["status"], 200, r)
             self.assertEqual(r["headers"]["x-amz-acl"], "bucket-owner-full-control")
+            self.assertNotIn("x-amz-expected-bucket-owner", r["headers"])  # a named bucket
             self.assertEqual(r["headers"]["x-amz-security-token"], TOKEN)
             auth = r["headers"]["authorization"]
             self.assertIn("Credential=%s/" % AKID, auth)
@@ -263,6 +264,10 @@ class ArchiveTest(unittest.TestCase):
         for r in puts:
             self.assertTrue(r["path"].startswith(
                 "/xrayprofile-123456789012-us-east-1/%s/demo-function/" % sampled), r["path"])
+            # The default bucket's name is predictable: S3 must check it is the account's own.
+            self.assertEqual(r["headers"]["x-amz-expected-bucket-owner"], "123456789012")
+            self.assertRegex(r["headers"]["authorization"],
+                             r"SignedHeaders=[^,]*\bx-amz-expected-bucket-owner\b")
         self.assertEqual(sorted(p["path"].rsplit("/", 1)[1] for p in puts),
                          ["1-app.in.folded", "1-app.in2.folded"])
         fn.ext.wait_for_log(r"invokes_archived=2 queued=2 archived=2 failed=0")

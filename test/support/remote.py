@@ -53,7 +53,7 @@ class Recorded:
         self.seq = seq                  # 0-based order of arrival at this remote
         self.conn_seq = conn_seq        # 0-based order on its TCP connection (>0: reused)
         self.arrived = time.monotonic()  # when the whole request had been read
-        self.answered = None            # when the answer was written (None: not answered)
+        self.answered = None            # when the answer began to be written (None: not answered)
         self.status = None              # the status answered (None: not answered)
 
     def header(self, name):
@@ -190,6 +190,9 @@ class RecordingRemote:
                         self._reset()
                         return
                     body = b"" if status < 300 else b"remote says no"
+                    # Stamped before the answer leaves: once it is written, the extension may act
+                    # on it (poll /event/next) before this thread runs again.
+                    sent_at = time.monotonic()
                     try:
                         self.send_response(status)
                         if status >= 300 and remote.retry_after is not None:
@@ -206,7 +209,7 @@ class RecordingRemote:
                         self.close_connection = True
                         return  # the client gave up first: not delivered
                     with remote.cond:
-                        rec.answered = time.monotonic()
+                        rec.answered = sent_at
                         rec.status = status
                         if status < 300:
                             remote.requests.append(rec)

@@ -86,11 +86,11 @@ static void test_defaults(void)
     config_free(&c);
 }
 
-/* The Go extension treats an empty variable as unset: silently the default. */
+/* The Go extension treats an empty variable as unset: silently the default. Not the remote
+ * address (test_remote_refusal). */
 static void test_empty_means_default(void)
 {
     static const char *const names[] = {
-        "PYROSCOPE_REMOTE_ADDRESS",
         "PYROSCOPE_AUTH_TOKEN",
         "PYROSCOPE_SELF_PROFILING",
         "PYROSCOPE_LOG_LEVEL",
@@ -278,20 +278,6 @@ static const struct bad_case bad_cases[] = {
      "between 1 and"},
     {"PYROSCOPE_CLIENT_TIMEOUT=fast", "PYROSCOPE_CLIENT_TIMEOUT", LOG_LEVEL_WARN, "fast", "10s",
      "not a Go duration"},
-    {"PYROSCOPE_REMOTE_ADDRESS=ftp://x", "PYROSCOPE_REMOTE_ADDRESS", LOG_LEVEL_ERROR, "ftp://x",
-     CONFIG_DEFAULT_REMOTE, "not an http:// or https:// URL"},
-    {"PYROSCOPE_REMOTE_ADDRESS=ingest.example.com", "PYROSCOPE_REMOTE_ADDRESS", LOG_LEVEL_ERROR,
-     "ingest.example.com", CONFIG_DEFAULT_REMOTE, "not an http:// or https:// URL"},
-    {"PYROSCOPE_REMOTE_ADDRESS=https://", "PYROSCOPE_REMOTE_ADDRESS", LOG_LEVEL_ERROR, "https://",
-     CONFIG_DEFAULT_REMOTE, "has no host"},
-    {"PYROSCOPE_REMOTE_ADDRESS=http:///base", "PYROSCOPE_REMOTE_ADDRESS", LOG_LEVEL_ERROR,
-     "http:///base", CONFIG_DEFAULT_REMOTE, "has no host"},
-    {"PYROSCOPE_REMOTE_ADDRESS=http://:4100", "PYROSCOPE_REMOTE_ADDRESS", LOG_LEVEL_ERROR,
-     "http://:4100", CONFIG_DEFAULT_REMOTE, "has no host"},
-    {"PYROSCOPE_REMOTE_ADDRESS=http://h/?x=1", "PYROSCOPE_REMOTE_ADDRESS", LOG_LEVEL_ERROR,
-     "http://h/?x=1", CONFIG_DEFAULT_REMOTE, "query or fragment"},
-    {"PYROSCOPE_REMOTE_ADDRESS=http://a b", "PYROSCOPE_REMOTE_ADDRESS", LOG_LEVEL_ERROR,
-     "http://a b", CONFIG_DEFAULT_REMOTE, "space or a control character"},
     {"PYROSCOPE_TENANT_ID=t\r\nX-Evil: 1", "PYROSCOPE_TENANT_ID", LOG_LEVEL_ERROR, "t\r\nX-Evil: 1",
      "", "control character"},
 };
@@ -373,11 +359,111 @@ static void test_remote_address(void)
     load1(&c, "PYROSCOPE_REMOTE_ADDRESS=https://user:pw@h.example/base");
     CHECK_STR(c.remote_address, "https://user:pw@h.example/base");
     config_free(&c);
-    /* An invalid address may still hold credentials: they stay out of the issue. */
+    /* An invalid address may still hold credentials: they stay out of the issue and out of
+     * the answer to clients. */
     load1(&c, "PYROSCOPE_REMOTE_ADDRESS=ftp://user:s3cr3t@h.example/x");
     CHECK(c.n_issues == 1 && issues_free_of(&c, "s3cr3t"));
     CHECK_STR(c.issues[0].value, "ftp://REDACTED@h.example/x");
+    CHECK(c.refusal_variable && !strstr(c.refusal, "s3cr3t"));
+    CHECK_STR(c.remote_address, "");
+    config_free(&c);
+}
+
+/* An invalid remote address never falls back to the default: nothing is relayed, and the
+ * refusal text names the variable, what is wrong and the fix. Only an unset variable means the
+ * default. */
+static void test_remote_refusal(void)
+{
+    static const struct {
+        const char *kv, *why, *hint; /* hint: the "did you mean", or NULL for none */
+    } cases[] = {
+        {"PYROSCOPE_REMOTE_ADDRESS=profiles-prod-001.grafana.net", "not an http:// or https:// URL",
+         "Did you mean https://profiles-prod-001.grafana.net ?"},
+        {"PYROSCOPE_REMOTE_ADDRESS=ingest.example.com:4040", "not an http:// or https:// URL",
+         "Did you mean https://ingest.example.com:4040 ?"},
+        {"PYROSCOPE_REMOTE_ADDRESS=localhost:4100/base", "not an http:// or https:// URL",
+         "Did you mean https://localhost:4100/base ?"},
+        {"PYROSCOPE_REMOTE_ADDRESS=ftp://x", "not an http:// or https:// URL", NULL},
+        {"PYROSCOPE_REMOTE_ADDRESS=htps://profiles.example.com", "not an http:// or https:// URL",
+         NULL},
+        {"PYROSCOPE_REMOTE_ADDRESS=garbage", "not an http:// or https:// URL", NULL},
+        {"PYROSCOPE_REMOTE_ADDRESS=https://", "has no host", NULL},
+        {"PYROSCOPE_REMOTE_ADDRESS=http:///base", "has no host", NULL},
+        {"PYROSCOPE_REMOTE_ADDRESS=http://:4100", "has no host", NULL},
+        {"PYROSCOPE_REMOTE_ADDRESS=http://h/?x=1", "query or fragment", NULL},
+        {"PYROSCOPE_REMOTE_ADDRESS=http://a b", "space or a control character", NULL},
+        {"PYROSCOPE_REMOTE_ADDRESS=", "set but empty", NULL},
+        {"PYROSCOPE_REMOTE_ADDRESS=[::1]:4100", "not an http:// or https:// URL",
+         "Did you mean https://[::1]:4100 ?"},
+        {"PYROSCOPE_REMOTE_ADDRESS=user:s3cr3t@h.example", "not an http:// or https:// URL", NULL},
+        {"PYROSCOPE_REMOTE_ADDRESS=h.example:99999999", "not an http:// or https:// URL", NULL},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct config c;
+        load1(&c, cases[i].kv);
+        const struct config_issue *is = issue_for(&c, "PYROSCOPE_REMOTE_ADDRESS");
+        CHECK(c.n_issues == 1 && is && is->level == LOG_LEVEL_ERROR);
+        CHECK(is && strstr(is->detail, cases[i].why) && strstr(is->detail, "nothing is relayed"));
+        CHECK(is && is->default_value[0] == '\0'); /* no default applies */
+        CHECK_STR(c.remote_address, "");
+        CHECK(c.refusal_variable && strcmp(c.refusal_variable, "PYROSCOPE_REMOTE_ADDRESS") == 0);
+        CHECK(strstr(c.refusal, "PYROSCOPE_REMOTE_ADDRESS=\"") && strstr(c.refusal, cases[i].why));
+        CHECK(strstr(c.refusal, "nothing is relayed until it is fixed"));
+        CHECK(c.refusal[strlen(c.refusal) - 1] == '\n');
+        if (cases[i].hint) {
+            CHECK(strstr(c.refusal, cases[i].hint) && strstr(is->detail, cases[i].hint));
+        } else {
+            CHECK(!strstr(c.refusal, "Did you mean"));
+        }
+        CHECK(!strstr(c.refusal, "s3cr3t") && issues_free_of(&c, "s3cr3t"));
+        if (!c.refusal_variable || !strstr(c.refusal, cases[i].why))
+            fprintf(stderr, "  case %s: refusal \"%s\"\n", cases[i].kv, c.refusal);
+        config_free(&c);
+    }
+    /* Unset: the documented default, and the relay works. */
+    struct config c;
+    struct env none = {{NULL}};
+    CHECK(config_load(&c, lookup, &none) == 0);
     CHECK_STR(c.remote_address, CONFIG_DEFAULT_REMOTE);
+    CHECK(c.refusal_variable == NULL && c.refusal[0] == '\0');
+    config_free(&c);
+    /* A long value is cut in the text, which still fits and ends with the fix. */
+    char kv[700] = "PYROSCOPE_REMOTE_ADDRESS=";
+    memset(kv + strlen(kv), 'h', 600);
+    load1(&c, kv);
+    CHECK(c.refusal_variable && strstr(c.refusal, "nothing is relayed until it is fixed.\n"));
+    config_free(&c);
+}
+
+/* A token or tenant that cannot be sent is not dropped silently (the upload would go out under
+ * the client's Authorization, or to the default tenant): nothing is relayed. */
+static void test_identity_refusal(void)
+{
+    static const char *const kvs[] = {"PYROSCOPE_AUTH_TOKEN=tok-s3cr3t\n",
+                                      "PYROSCOPE_TENANT_ID=tenant\r\nX-Evil: 1"};
+    for (size_t i = 0; i < ARRAY_LEN(kvs); i++) {
+        struct config c;
+        load1(&c, kvs[i]);
+        size_t var_len = (size_t)(strchr(kvs[i], '=') - kvs[i]);
+        CHECK(c.refusal_variable && strncmp(c.refusal_variable, kvs[i], var_len) == 0);
+        CHECK(strncmp(c.refusal, "pyroscope-lambda-extension: ", 28) == 0);
+        CHECK(strstr(c.refusal, c.refusal_variable) && strstr(c.refusal, "nothing is relayed"));
+        CHECK(!strstr(c.refusal, "s3cr3t") && !strstr(c.refusal, "Evil"));
+        CHECK(strcmp(c.remote_address, CONFIG_DEFAULT_REMOTE) == 0);
+        config_free(&c);
+    }
+    /* The first refusal is the one told to clients; every problem is an issue. */
+    struct env e = {{"PYROSCOPE_REMOTE_ADDRESS=h.example", "PYROSCOPE_TENANT_ID=t\n", NULL}};
+    struct config c;
+    CHECK(config_load(&c, lookup, &e) == 0);
+    CHECK_STR(c.refusal_variable, "PYROSCOPE_REMOTE_ADDRESS");
+    CHECK(issue_for(&c, "PYROSCOPE_TENANT_ID") && c.n_issues == 2);
+    config_free(&c);
+    /* Values that only shape the uploads keep the relay working. */
+    struct env ok = {{"PYROSCOPE_TIMEOUT=bad", "PYROSCOPE_HTTP_HEADERS={bad", "AWS_REGION=r\n",
+                      NULL}};
+    CHECK(config_load(&c, lookup, &ok) == 0);
+    CHECK(c.n_issues == 3 && c.refusal_variable == NULL);
     config_free(&c);
 }
 
@@ -640,6 +726,29 @@ static void test_trace_sampling(void)
         {{"XRAYPROFILE_THRESHOLD=1", "AWS_REGION=r",
           "AWS_CONTAINER_CREDENTIALS_FULL_URI=file:///etc/creds", NULL},
          "AWS_CONTAINER_CREDENTIALS_FULL_URI"},
+        /* Set but empty is not the default: it says where the archive goes. */
+        {{"XRAYPROFILE_THRESHOLD=1", "XRAYPROFILE_S3_BUCKET=", "AWS_REGION=r",
+          "AWS_ACCESS_KEY_ID=A", "AWS_SECRET_ACCESS_KEY=S", NULL},
+         "XRAYPROFILE_S3_BUCKET"},
+        {{"XRAYPROFILE_S3_BUCKET=", "AWS_REGION=r", "AWS_ACCESS_KEY_ID=A",
+          "AWS_SECRET_ACCESS_KEY=S", NULL},
+         "XRAYPROFILE_S3_BUCKET"},
+        {{"XRAYPROFILE_THRESHOLD=1", "XRAYPROFILE_S3_ENDPOINT=", "AWS_REGION=r",
+          "AWS_ACCESS_KEY_ID=A", "AWS_SECRET_ACCESS_KEY=S", NULL},
+         "XRAYPROFILE_S3_ENDPOINT"},
+        {{"XRAYPROFILE_THRESHOLD=1", "XRAYPROFILE_S3_ENDPOINT=https://", "AWS_REGION=r",
+          "AWS_ACCESS_KEY_ID=A", "AWS_SECRET_ACCESS_KEY=S", NULL},
+         "XRAYPROFILE_S3_ENDPOINT"},
+        {{"XRAYPROFILE_THRESHOLD=1", "XRAYPROFILE_S3_ENDPOINT=s3.example.com", "AWS_REGION=r",
+          "AWS_ACCESS_KEY_ID=A", "AWS_SECRET_ACCESS_KEY=S", NULL},
+         "XRAYPROFILE_S3_ENDPOINT"},
+        /* The region is part of the AWS host name. */
+        {{"XRAYPROFILE_THRESHOLD=1", "AWS_REGION=eu-west-1.evil.example#", "AWS_ACCESS_KEY_ID=A",
+          "AWS_SECRET_ACCESS_KEY=S", NULL},
+         "AWS_REGION"},
+        {{"XRAYPROFILE_THRESHOLD=1", "AWS_DEFAULT_REGION=x/", "AWS_ACCESS_KEY_ID=A",
+          "AWS_SECRET_ACCESS_KEY=S", NULL},
+         "AWS_REGION"},
     };
     for (size_t i = 0; i < ARRAY_LEN(off); i++) {
         struct env oe = {{0}};
@@ -697,6 +806,8 @@ int main(void)
     test_all_invalid_at_once();
     test_workers_capped();
     test_remote_address();
+    test_remote_refusal();
+    test_identity_refusal();
     test_long_value_truncated();
     test_headers_invalid_json();
     test_headers_bad_entries_skipped();

@@ -68,7 +68,7 @@ static void test_byte_bound(void)
     struct queue q;
     queue_init(&q, 100, 4096);
     struct relay_req *a = req(3000), *b = req(3000);
-    CHECK(queue_has_room(&q, relay_req_cost(a)));
+    CHECK(queue_has_room(&q, relay_req_cost(a), false));
     CHECK(queue_push(&q, a) == 0);
     CHECK(queue_push(&q, b) == -1); /* 3512 + 3512 > 4096 */
     relay_req_free(b);
@@ -99,10 +99,45 @@ static void test_waiters(void)
     queue_dispose(&q);
 }
 
+/* The reserve: client uploads stop short of it, a reserved request (the self-profile) may use
+ * it; it never takes more than half the count or a quarter of the bytes. */
+static void test_reserve(void)
+{
+    struct queue q;
+    queue_init(&q, 4, 1 << 20);
+    queue_reserve(&q, 2, 4096);
+    CHECK(q.reserve_count == 2 && q.reserve_bytes == 4096);
+    struct relay_req *c1 = req(10), *c2 = req(10), *c3 = req(10);
+    CHECK(queue_push(&q, c1) == 0 && queue_push(&q, c2) == 0);
+    CHECK(queue_push(&q, c3) == -1 && q.stats.rejected == 1); /* the clients' share is full */
+    CHECK(!queue_admit(&q, 0) && q.stats.rejected == 2);
+    struct relay_req *s1 = req(100), *s2 = req(100), *s3 = req(100);
+    s1->reserved = s2->reserved = s3->reserved = true;
+    CHECK(queue_push(&q, s1) == 0 && queue_push(&q, s2) == 0);
+    CHECK(queue_push(&q, s3) == -1); /* the whole queue is full */
+    CHECK(q.stats.accepted == 4);
+    relay_req_free(c3);
+    relay_req_free(s3);
+    queue_dispose(&q);
+    /* Bytes: a client upload may not eat into the reserved bytes. */
+    queue_init(&q, 100, 8192);
+    queue_reserve(&q, 1, 1 << 20); /* capped at a quarter: 2048 */
+    CHECK(q.reserve_bytes == 2048);
+    CHECK(!queue_has_room(&q, 8192 - 2047, false) && queue_has_room(&q, 8192 - 2048, false));
+    CHECK(queue_has_room(&q, 8192, true));
+    queue_dispose(&q);
+    /* A queue of one keeps no reserve: the clients would get nothing. */
+    queue_init(&q, 1, 1 << 20);
+    queue_reserve(&q, 2, 4096);
+    CHECK(q.reserve_count == 0 && queue_has_room(&q, 10, false));
+    queue_dispose(&q);
+}
+
 int main(void)
 {
     test_fifo_and_counts();
     test_byte_bound();
+    test_reserve();
     test_waiters();
     return check_summary("test_queue");
 }

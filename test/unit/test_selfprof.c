@@ -40,32 +40,73 @@ static void test_ring_order_and_full(void)
     struct selfprof_ring r;
     CHECK(selfprof_ring_init(&r, 3) == -1); /* not a power of two */
     CHECK(selfprof_ring_init(&r, 16) == 0);
-    uintptr_t a[] = {1, 2, 3}, b[] = {9}, out[SELFPROF_MAX_DEPTH];
-    CHECK(selfprof_ring_get(&r, out) == 0);
-    CHECK(selfprof_ring_put(&r, a, 3));
-    CHECK(selfprof_ring_put(&r, b, 1));
-    CHECK(selfprof_ring_get(&r, out) == 3 && out[0] == 1 && out[1] == 2 && out[2] == 3);
-    CHECK(selfprof_ring_get(&r, out) == 1 && out[0] == 9);
-    CHECK(selfprof_ring_get(&r, out) == 0);
-    /* 16 words hold four samples of depth 3 (4 words each); the fifth is lost, never blocks. */
-    for (int i = 0; i < 4; i++)
-        CHECK(selfprof_ring_put(&r, a, 3));
-    CHECK(!selfprof_ring_put(&r, a, 3));
-    CHECK(!selfprof_ring_put(&r, b, 1));
+    uintptr_t a[] = {1, 2, 3}, b[] = {9}, out[SELFPROF_MAX_DEPTH], w = 0;
+    CHECK(selfprof_ring_get(&r, out, &w) == 0);
+    CHECK(selfprof_ring_put(&r, a, 3, 12345));
+    CHECK(selfprof_ring_put(&r, b, 1, 0));
+    CHECK(selfprof_ring_get(&r, out, &w) == 3 && out[0] == 1 && out[1] == 2 && out[2] == 3);
+    CHECK(w == 12345);
+    CHECK(selfprof_ring_get(&r, out, &w) == 1 && out[0] == 9 && w == 0);
+    CHECK(selfprof_ring_get(&r, out, &w) == 0);
+    /* 16 words hold three samples of depth 3 (5 words each); the fourth is lost, never
+     * blocks. */
+    for (int i = 0; i < 3; i++)
+        CHECK(selfprof_ring_put(&r, a, 3, 0));
+    CHECK(!selfprof_ring_put(&r, a, 3, 0));
+    CHECK(!selfprof_ring_put(&r, b, 1, 0));
     CHECK(atomic_load(&r.lost) == 2);
     /* Depths out of range are refused and counted. */
-    CHECK(!selfprof_ring_put(&r, a, 0));
+    CHECK(!selfprof_ring_put(&r, a, 0, 0));
     uintptr_t deep[SELFPROF_MAX_DEPTH + 1] = {0};
-    CHECK(!selfprof_ring_put(&r, deep, SELFPROF_MAX_DEPTH + 1));
+    CHECK(!selfprof_ring_put(&r, deep, SELFPROF_MAX_DEPTH + 1, 0));
     CHECK(atomic_load(&r.lost) == 4);
     /* Reading frees room, across the wrap-around. */
-    CHECK(selfprof_ring_get(&r, out) == 3);
-    CHECK(selfprof_ring_put(&r, b, 1));
+    CHECK(selfprof_ring_get(&r, out, &w) == 3);
+    CHECK(selfprof_ring_put(&r, b, 1, 0));
     struct selfprof_agg agg = {0};
-    selfprof_agg_drain(&agg, &r);
-    CHECK(agg.samples == 4 && agg.lost == 4 && agg.used == 2);
+    selfprof_agg_drain(&agg, &r); /* weight 0: one period each */
+    CHECK(agg.samples == 3 && agg.lost == 4 && agg.used == 2);
     CHECK(atomic_load(&r.lost) == 0);
-    CHECK(selfprof_ring_get(&r, out) == 0);
+    CHECK(selfprof_ring_get(&r, out, &w) == 0);
+    selfprof_agg_free(&agg);
+    selfprof_ring_free(&r);
+}
+
+/* Samples weighed by CPU time add up to the CPU time: a signal that came late (a 35 ms burst
+ * caught at one tick) stands for 3.5 periods, carried to the nearest whole sample. */
+static void test_weights_add_up_to_cpu_time(void)
+{
+    const uint64_t P = SELFPROF_PERIOD_NS;
+    struct selfprof_agg agg = {0};
+    CHECK(selfprof_agg_weigh(&agg, P) == 1);
+    CHECK(selfprof_agg_weigh(&agg, 0) == 1); /* unknown: one period */
+    CHECK(selfprof_agg_weigh(&agg, 35 * P / 10) == 4); /* 3.5 rounds up; -0.5 carried */
+    CHECK(selfprof_agg_weigh(&agg, 35 * P / 10) == 3); /* 3.0 */
+    CHECK(selfprof_agg_weigh(&agg, P / 10) == 0);       /* 0.1: carried */
+    CHECK(selfprof_agg_weigh(&agg, P / 2) == 1);        /* 0.6 */
+    /* Through the ring: 1000 samples of uneven weights (7 to 31 ms) total their CPU time to
+     * within one period, and every stack keeps its share. */
+    struct selfprof_ring r;
+    CHECK(selfprof_ring_init(&r, 1 << 14) == 0);
+    selfprof_agg_reset(&agg);
+    agg.carry_ns = 0;
+    uintptr_t s1[] = {0x1000, 0x2000}, s2[] = {0x3000};
+    uint64_t total = 0, on_s1 = 0;
+    for (int i = 0; i < 1000; i++) {
+        uint64_t w = (uint64_t)(7 + (i * 37) % 25) * 1000000u;
+        total += w;
+        if (i % 4 == 0)
+            on_s1 += w;
+        CHECK(selfprof_ring_put(&r, i % 4 == 0 ? s1 : s2, i % 4 == 0 ? 2 : 1, (uintptr_t)w));
+    }
+    selfprof_agg_drain(&agg, &r);
+    int64_t diff = (int64_t)(agg.samples * P) - (int64_t)total;
+    CHECK(diff <= (int64_t)P && diff >= -(int64_t)P);
+    uint64_t got_s1 = 0;
+    for (size_t i = 0; i < agg.cap; i++)
+        if (agg.slots[i].hash && agg.slots[i].depth == 2)
+            got_s1 = agg.slots[i].count;
+    CHECK(got_s1 * P + 250 * P / 2 >= on_s1 && got_s1 * P <= on_s1 + 250 * P / 2);
     selfprof_agg_free(&agg);
     selfprof_ring_free(&r);
 }
@@ -259,6 +300,7 @@ int main(void)
     syms = selfprof_symtab_load();
     CHECK(syms != NULL);
     test_ring_order_and_full();
+    test_weights_add_up_to_cpu_time();
     test_walk_synthetic();
     test_walk_real_stack();
     test_symbols();
