@@ -23,7 +23,7 @@
 
 /* AUTO uses END when the smoothed gap between INVOKEs (an average weighing the newest gap 1/4) is
  * at least this; see the README's "Lambda execution models" for the measurements behind it. */
-#define FLUSH_AUTO_SPARSE_MS 1000
+#define FLUSH_AUTO_SPARSE_MS 10000
 /* How long to wait for a sign of life (this invoke's platform.start or runtimeDone) before the
  * first runtimeDone has ever been seen: Lambda buffers telemetry for 25 ms, then delivers. */
 #define FLUSH_START_GRACE_MS 300

@@ -65,12 +65,12 @@ static void test_auto_follows_the_invoke_rate(void)
     t += 100;
     CHECK(flush_policy_invoke(&p, "3", t, &end, &sw) == FLUSH_WHEN_NOW && !end && !sw);
     /* One long gap is not enough to call invokes sparse ... */
-    t += 2000;
+    t += 20000;
     CHECK(flush_policy_invoke(&p, "4", t, &end, &sw) == FLUSH_WHEN_NOW && !end);
     /* ... a few are. */
     int n = 0;
     do {
-        t += 2000;
+        t += 20000;
         flush_policy_invoke(&p, "5", t, &end, &sw);
         n++;
     } while (!end && n < 10);
