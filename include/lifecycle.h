@@ -74,7 +74,6 @@ struct app {
     uint64_t last_runtime_done_ms; /* uv_now() of the latest runtimeDone, whichever invoke */
     uint64_t polled_seq;      /* the invoke after which /event/next was last polled */
     uint64_t post_runtime_ms; /* summed over invokes: runtimeDone to /event/next */
-    uint64_t post_runtime_invokes;
     struct trace_sampling sampling;
     bool managed_instances; /* Lambda Managed Instances: SHUTDOWN only, relay continuously */
     enum app_state state;

@@ -268,10 +268,8 @@ static void on_telemetry(void *ud, const struct telemetry_event *ev)
         return;
     if (ev->kind == TELEMETRY_RUNTIME_DONE) {
         app->runtime_done_ms = app->last_runtime_done_ms;
-        if (app->polled_seq == app->invoke.seq) { /* /event/next was polled before it */
-            app->post_runtime_invokes++;
+        if (app->polled_seq == app->invoke.seq) /* /event/next was polled before it */
             log_debug("invoke done", LKS("requestId", ev->request_id) LKI("post_runtime_ms", 0));
-        }
     }
     if (app->state != APP_AWAIT_RUNTIME)
         return;
@@ -390,7 +388,6 @@ static void count_post_runtime(struct app *app)
         return; /* runtimeDone comes later (counted 0 then) or not at all */
     uint64_t ms = uv_now(app->loop) - app->runtime_done_ms;
     app->post_runtime_ms += ms;
-    app->post_runtime_invokes++;
     log_debug("invoke done", LKS("requestId", app->invoke.request_id) LKI("post_runtime_ms", ms));
 }
 
