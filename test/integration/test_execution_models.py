@@ -119,7 +119,7 @@ class RegisterRetryTest(Case):
 
 
 class FlushAtEndTest(Case):
-    def run_invoke(self, strategy):
+    def run_invoke(self, strategy, push_after_next=False):
         self.remote.delay = 0.3
         ext = self.subscribed(self.start(PYROSCOPE_FLUSH_ON_INVOKE="true",
                                          PYROSCOPE_FLUSH_STRATEGY=strategy))
@@ -127,6 +127,8 @@ class FlushAtEndTest(Case):
         pushed = threading.Event()
 
         def handler():
+            if push_after_next:  # the extension has read the INVOKE and polled again
+                self.emu.wait_calls("/event/next", 2, timeout=8)
             statuses.append(push(self.port))
             pushed.set()
 
@@ -152,7 +154,7 @@ class FlushAtEndTest(Case):
 
     def test_next_invoke_leaves_the_upload_to_the_next_event(self):
         # The contrast that shows the test above can fail: next-invoke polls at once.
-        ext, inv, nxt = self.run_invoke("next-invoke")
+        ext, inv, nxt = self.run_invoke("next-invoke", push_after_next=True)
         got = self.remote.wait_for(1, timeout=5)
         self.assertGreater(got[0].answered, nxt.mono)
 
