@@ -283,19 +283,26 @@ static void on_subscribed(void *ud, bool ok)
 {
     struct app *app = ud;
     app->flush.telemetry = ok;
+    if (app->state == APP_REGISTERING) /* not when a signal began the drain meanwhile */
+        poll_next(app);
 }
 
-/* Flush-on-invoke listens to the Telemetry API to know when the runtime has finished. */
-static void start_telemetry(struct app *app)
+/* Flush-on-invoke listens to the Telemetry API to know when the runtime has finished. The
+ * subscription is answered before the first /event/next, as AWS's examples do: init ends when
+ * every extension has polled, and a subscription belongs to init. */
+static void start_telemetry_then_next(struct app *app)
 {
-    if (!app->cfg->flush_on_invoke || app->managed_instances)
+    if (!app->cfg->flush_on_invoke || app->managed_instances) {
+        poll_next(app);
         return;
+    }
     int err = 0;
     app->telemetry = telemetry_start(app->loop, on_telemetry, app, &err);
     if (!app->telemetry) {
         log_warn("cannot listen for the Telemetry API: uploads are flushed when the next event "
                  "arrives",
                  LKS("error", uv_strerror(err)));
+        poll_next(app);
         return;
     }
     telemetry_subscribe(app->telemetry, app->api, app->ext_id, on_subscribed, app);
@@ -467,8 +474,7 @@ static void on_registered(void *ud, const struct extapi_response *r)
         report_error(app, "init", "Extension.ListenFailed", msg);
         return;
     }
-    start_telemetry(app);
-    poll_next(app);
+    start_telemetry_then_next(app);
 }
 
 static void register_extension(struct app *app)
