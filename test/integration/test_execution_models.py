@@ -2,6 +2,7 @@
 Extensions and Telemetry API emulator and a recording remote, all on loopback. Every wait is on
 an event (a recorded call, a delivered telemetry batch, a log line, a process exit) with a bound.
 """
+import http.client
 import json
 import threading
 import time
@@ -227,6 +228,52 @@ class FlushAtEndTest(Case):
         self.emu.invoke()
         self.emu.wait_calls("/event/next", 2)
         self.assertEqual(self.emu.calls_to("/2022-07-01/telemetry"), [])
+
+
+class EmulatorSubscriptionTest(unittest.TestCase):
+    """The emulator refuses what AWS refuses, so that its acceptance of ours means something."""
+
+    def put(self, emu, body, ident=True):
+        host, port = emu.address.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        headers = {"Lambda-Extension-Identifier": emu.extension_id} if ident else {}
+        conn.request("PUT", "/2022-07-01/telemetry", body=json.dumps(body), headers=headers)
+        r = conn.getresponse()
+        r.read()
+        conn.close()
+        return r.status
+
+    def test_validation(self):
+        good = {"schemaVersion": "2025-01-29", "types": ["platform"],
+                "buffering": {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25},
+                "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:4243/"}}
+
+        def bad(**change):
+            b = json.loads(json.dumps(good))
+            for k, v in change.items():
+                if "." in k:
+                    a, c = k.split(".")
+                    b[a][c] = v
+                else:
+                    b[k] = v
+            return b
+
+        with LambdaEmulator() as emu:
+            self.assertEqual(self.put(emu, good, ident=False), 403)
+            for body in (bad(schemaVersion="2020-01-01"), bad(types=[]), bad(types=["logs"]),
+                         bad(**{"buffering.timeoutMs": 10}), bad(**{"buffering.maxItems": 5}),
+                         bad(**{"buffering.maxBytes": 1}),
+                         bad(**{"destination.URI": "http://127.0.0.1:4243/"}),
+                         bad(**{"destination.URI": "http://sandbox.localdomain:9001/"}),
+                         bad(**{"destination.protocol": "TCP"})):
+                with self.subTest(body=body):
+                    self.assertEqual(self.put(emu, body), 400)
+            self.assertFalse(emu.telemetry.subscribed)
+            self.assertEqual(self.put(emu, bad(**{"destination.URI": "http://sandbox:4243"})), 200)
+            self.assertEqual(self.put(emu, good), 200)
+        with LambdaEmulator(managed=True) as emu:  # Managed Instances take 2025-01-29 only
+            self.assertEqual(self.put(emu, bad(schemaVersion="2022-12-13")), 400)
+            self.assertEqual(self.put(emu, good), 200)
 
 
 class TelemetryListenerTest(Case):
