@@ -45,7 +45,8 @@ struct flush_policy {
     bool auto_end; /* AUTO's current choice */
     char request_id[80];
     bool started, done; /* platform.start / runtimeDone of request_id arrived */
-    char early_done[80]; /* a runtimeDone that arrived before its INVOKE was read */
+    char early_start[80]; /* a platform.start that arrived before its INVOKE was read */
+    char early_done[80];  /* a runtimeDone that arrived before its INVOKE was read */
 };
 
 void flush_policy_init(struct flush_policy *p, enum flush_strategy s);

@@ -31,13 +31,13 @@ enum flush_when flush_policy_invoke(struct flush_policy *p, const char *request_
     p->have_prev = true;
     p->prev_invoke_ms = now_ms;
     snprintf(p->request_id, sizeof(p->request_id), "%s", request_id);
-    p->started = false;
+    p->started = strcmp(p->early_start, request_id) == 0;
     p->done = strcmp(p->early_done, request_id) == 0;
-    p->early_done[0] = '\0';
+    p->early_start[0] = p->early_done[0] = '\0';
     *end = want_end && p->telemetry && !p->stream_failed;
     if (!*end || p->done)
         return FLUSH_WHEN_NOW;
-    return p->runtime_dones > 0 ? FLUSH_WHEN_RUNTIME_DONE : FLUSH_WHEN_STREAM_ALIVE;
+    return p->runtime_dones > 0 || p->started ? FLUSH_WHEN_RUNTIME_DONE : FLUSH_WHEN_STREAM_ALIVE;
 }
 
 bool flush_policy_event(struct flush_policy *p, const struct telemetry_event *ev)
@@ -56,6 +56,8 @@ bool flush_policy_event(struct flush_policy *p, const struct telemetry_event *ev
     case TELEMETRY_START:
         if (current)
             p->started = true;
+        else /* read before its INVOKE */
+            snprintf(p->early_start, sizeof(p->early_start), "%s", ev->request_id);
         return current;
     default:
         return false;

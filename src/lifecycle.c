@@ -252,6 +252,8 @@ static void await_runtime_done(struct app *app, int64_t wait_ms)
     int64_t budget = app->invoke.deadline_ms - FLUSH_MARGIN_MS - epoch_ms();
     if (wait_ms > budget)
         wait_ms = budget;
+    log_debug("waiting for platform.runtimeDone",
+              LKS("requestId", app->invoke.request_id) LKI("at_most_ms", wait_ms));
     app->state = APP_AWAIT_RUNTIME;
     uv_timer_stop(&app->timer);
     uv_timer_start(&app->timer, on_runtime_wait_over, wait_ms > 0 ? (uint64_t)wait_ms : 0, 0);

@@ -189,6 +189,19 @@ class FlushAtEndTest(Case):
         self.assertEqual(len(ext.log_lines()) and
                          len([l for l in ext.log_lines() if "runtimeDone did not come" in l]), 1)
 
+    def test_sigterm_while_waiting_for_runtime_done_drains_and_exits(self):
+        ext = self.subscribed(self.start(PYROSCOPE_FLUSH_ON_INVOKE="true",
+                                         PYROSCOPE_FLUSH_STRATEGY="end"))
+        self.assertEqual(push(self.port), 200)
+        self.emu.invoke(timeout_ms=30000, runtime_done="missing")
+        mark = ext.mark()
+        ext.wait_for_log(r'level=debug msg="upload relayed"')
+        # platform.start arrived: now it waits up to the deadline (tens of seconds).
+        ext.wait_for_log(r'waiting for platform.runtimeDone.* at_most_ms=\d{5}')
+        ext.signal_term()
+        self.assertEqual(ext.wait_exit(5), 0)
+        ext.wait_for_log(r'shutdown summary.* relayed=1 .*pending=0', after=mark)
+
     def test_next_comes_promptly_when_the_stream_is_silent(self):
         ext = self.subscribed(self.start(PYROSCOPE_FLUSH_ON_INVOKE="true",
                                          PYROSCOPE_FLUSH_STRATEGY="end"))

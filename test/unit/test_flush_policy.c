@@ -15,6 +15,10 @@ static void test_end_waits_for_a_live_stream(void)
     /* Not subscribed: today's behaviour. */
     CHECK(flush_policy_invoke(&p, "a", 0, &end, &sw) == FLUSH_WHEN_NOW && !end);
     p.telemetry = true;
+    /* platform.start read before its INVOKE: the stream is alive. */
+    struct telemetry_event s0 = ev(TELEMETRY_START, "a2");
+    CHECK(!flush_policy_event(&p, &s0));
+    CHECK(flush_policy_invoke(&p, "a2", 5, &end, &sw) == FLUSH_WHEN_RUNTIME_DONE && end);
     /* No runtimeDone seen yet: first wait for a sign of life. */
     CHECK(flush_policy_invoke(&p, "b", 10, &end, &sw) == FLUSH_WHEN_STREAM_ALIVE && end);
     struct telemetry_event e = ev(TELEMETRY_START, "other");
