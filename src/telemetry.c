@@ -1,6 +1,7 @@
 /* The Telemetry API listener and subscription. See include/telemetry.h. */
 #include "telemetry.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
