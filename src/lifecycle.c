@@ -160,6 +160,11 @@ static void on_signal(uv_signal_t *s, int signum)
 
 /* ---- uploads ---- */
 
+static const char *strategy_name(enum flush_strategy s)
+{
+    return s == FLUSH_END ? "end" : s == FLUSH_NEXT_INVOKE ? "next-invoke" : "auto";
+}
+
 /* curl's global init (TLS library included) is deferred until /register has been sent: it is
  * not needed to register, and the time to register is the cold start the user pays for. */
 static void start_uploads(void *ud)
@@ -172,7 +177,8 @@ static void start_uploads(void *ud)
     log_info("relaying",
              LKS("remote", remote) LKI("workers", app->cfg->num_workers)
                  LKI("timeout_ms", app->cfg->timeout_ns / 1000000)
-                     LKS("flush_on_invoke", app->cfg->flush_on_invoke ? "true" : "false"));
+                     LKS("flush_on_invoke", app->cfg->flush_on_invoke ? "true" : "false")
+                         LKS("flush_strategy", strategy_name(app->cfg->flush_strategy)));
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
         !(app->upstream = upstream_new(app->loop, &app->q, app->cfg))) {
         log_error("cannot start the uploader (libcurl)", );
