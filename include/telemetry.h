@@ -55,7 +55,7 @@ char *telemetry_subscription_body(unsigned port);
 
 /* Pure. The IPv4 and IPv6 addresses that hosts-file text gives name (case-insensitive), in file
  * order, without duplicates; returns how many were written to out (at most max). */
-size_t hosts_lookup(const char *text, const char *name, char (*out)[48], size_t max);
+size_t telemetry_hosts_lookup(const char *text, const char *name, char (*out)[48], size_t max);
 
 struct telemetry;
 

@@ -130,7 +130,7 @@ static bool line_names(const char *line, size_t len, const char *name, char *add
     return uv_ip4_addr(addr, 0, &a4) == 0 || uv_ip6_addr(addr, 0, &a6) == 0;
 }
 
-size_t hosts_lookup(const char *text, const char *name, char (*out)[48], size_t max)
+size_t telemetry_hosts_lookup(const char *text, const char *name, char (*out)[48], size_t max)
 {
     size_t n = 0;
     for (const char *line = text; line && *line && n < max;) {
@@ -462,7 +462,7 @@ static void listen_at_sandbox_host(struct telemetry *t)
 {
     char *hosts = read_hosts_file();
     char addrs[MAX_LISTENERS - 1][48];
-    size_t n = hosts ? hosts_lookup(hosts, SANDBOX_HOST, addrs, PLE_ARRAY_LEN(addrs)) : 0;
+    size_t n = hosts ? telemetry_hosts_lookup(hosts, SANDBOX_HOST, addrs, PLE_ARRAY_LEN(addrs)) : 0;
     free(hosts);
     if (n == 0)
         log_debug("telemetry: " SANDBOX_HOST " is not in " HOSTS_FILE "; listening on 127.0.0.1 "

@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (telemetry_parse(s, size, on_event, &n, &why) < 0 && !why)
         abort(); /* a refusal always says why */
     char addrs[4][48];
-    size_t k = hosts_lookup(s, "sandbox.localdomain", addrs, 4);
+    size_t k = telemetry_hosts_lookup(s, "sandbox.localdomain", addrs, 4);
     for (size_t i = 0; i < k; i++)
         if (!memchr(addrs[i], '\0', sizeof(addrs[i])))
             abort();

@@ -113,14 +113,14 @@ static void test_hosts_lookup(void)
                         "fd00::5 other sandbox.localdomain\n"
                         "127.0.0.2 sandbox.localdomainx\n"
                         "10.1.1.1 sandbox.localdomain";
-    size_t n = hosts_lookup(hosts, "sandbox.localdomain", out, 4);
+    size_t n = telemetry_hosts_lookup(hosts, "sandbox.localdomain", out, 4);
     CHECK(n == 3);
     CHECK_STR(out[0], "169.254.100.1");
     CHECK_STR(out[1], "fd00::5");
     CHECK_STR(out[2], "10.1.1.1");
-    CHECK(hosts_lookup(hosts, "sandbox.localdomain", out, 1) == 1);
-    CHECK(hosts_lookup("127.0.0.1 localhost\n", "sandbox.localdomain", out, 4) == 0);
-    CHECK(hosts_lookup("", "sandbox.localdomain", out, 4) == 0);
+    CHECK(telemetry_hosts_lookup(hosts, "sandbox.localdomain", out, 1) == 1);
+    CHECK(telemetry_hosts_lookup("127.0.0.1 localhost\n", "sandbox.localdomain", out, 4) == 0);
+    CHECK(telemetry_hosts_lookup("", "sandbox.localdomain", out, 4) == 0);
 }
 
 int main(void)
