@@ -29,9 +29,9 @@
 #define FLUSH_START_GRACE_MS 300
 
 enum flush_when {
-    FLUSH_WHEN_NOW,            /* await the uploads, then poll /event/next */
-    FLUSH_WHEN_RUNTIME_DONE,   /* wait for runtimeDone of this invoke (bounded by its deadline) */
-    FLUSH_WHEN_STREAM_ALIVE,   /* wait FLUSH_START_GRACE_MS for platform.start or runtimeDone */
+    FLUSH_WHEN_NOW,          /* await the uploads, then poll /event/next */
+    FLUSH_WHEN_RUNTIME_DONE, /* wait for runtimeDone of this invoke (bounded by its deadline) */
+    FLUSH_WHEN_STREAM_ALIVE, /* wait FLUSH_START_GRACE_MS for platform.start or runtimeDone */
 };
 
 struct flush_policy {
@@ -44,7 +44,7 @@ struct flush_policy {
     uint64_t gap_ewma_ms;
     bool auto_end; /* AUTO's current choice */
     char request_id[80];
-    bool started, done; /* platform.start / runtimeDone of request_id arrived */
+    bool started, done;   /* platform.start / runtimeDone of request_id arrived */
     char early_start[80]; /* a platform.start that arrived before its INVOKE was read */
     char early_done[80];  /* a runtimeDone that arrived before its INVOKE was read */
 };
@@ -52,8 +52,8 @@ struct flush_policy {
 void flush_policy_init(struct flush_policy *p, enum flush_strategy s);
 /* INVOKE request_id at now_ms (monotonic): what to do. *switched tells that AUTO changed its
  * choice with this invoke (for a debug line); *end whether END applies to it. */
-enum flush_when flush_policy_invoke(struct flush_policy *p, const char *request_id,
-                                    uint64_t now_ms, bool *end, bool *switched);
+enum flush_when flush_policy_invoke(struct flush_policy *p, const char *request_id, uint64_t now_ms,
+                                    bool *end, bool *switched);
 /* A telemetry event. Returns true when it is what the current wait is for: runtimeDone of the
  * current invoke (or its platform.start, while waiting for the stream to show life). */
 bool flush_policy_event(struct flush_policy *p, const struct telemetry_event *ev);

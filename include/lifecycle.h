@@ -70,10 +70,10 @@ struct app {
     struct invoke invoke;
     struct telemetry *telemetry; /* with PYROSCOPE_FLUSH_ON_INVOKE outside Managed Instances */
     struct flush_policy flush;
-    uint64_t runtime_done_ms; /* uv_now() when runtimeDone of the current invoke arrived */
+    uint64_t runtime_done_ms;      /* uv_now() when runtimeDone of the current invoke arrived */
     uint64_t last_runtime_done_ms; /* uv_now() of the latest runtimeDone, whichever invoke */
-    uint64_t polled_seq;      /* the invoke after which /event/next was last polled */
-    uint64_t post_runtime_ms; /* summed over invokes: runtimeDone to /event/next */
+    uint64_t polled_seq;           /* the invoke after which /event/next was last polled */
+    uint64_t post_runtime_ms;      /* summed over invokes: runtimeDone to /event/next */
     struct trace_sampling sampling;
     bool managed_instances; /* Lambda Managed Instances: SHUTDOWN only, relay continuously */
     enum app_state state;

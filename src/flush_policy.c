@@ -22,8 +22,8 @@ static bool auto_wants_end(struct flush_policy *p, uint64_t now_ms, bool *switch
     return p->auto_end;
 }
 
-enum flush_when flush_policy_invoke(struct flush_policy *p, const char *request_id,
-                                    uint64_t now_ms, bool *end, bool *switched)
+enum flush_when flush_policy_invoke(struct flush_policy *p, const char *request_id, uint64_t now_ms,
+                                    bool *end, bool *switched)
 {
     *switched = false;
     bool want_end = p->strategy == FLUSH_END ||

@@ -42,7 +42,7 @@ static void on_exit_timer(uv_timer_t *t)
              LKI("accepted", st->accepted) LKI("relayed", st->relayed) LKI("failed", st->failed)
                  LKI("rejected", st->rejected) LKI("pending", queue_pending(&app->q))
                      LKI("invokes", app->invoke.seq) LKI("post_runtime_ms", app->post_runtime_ms)
-                        LKI("exit_code", app->exit_code));
+                         LKI("exit_code", app->exit_code));
     const struct trace_sampling_stats *ts = &app->sampling.stats;
     if (app->cfg->trace_sample_threshold >= 0)
         log_info("trace sampling summary",
@@ -341,8 +341,8 @@ static void on_invoke(struct app *app, json_t *ev)
     enum flush_when when =
         flush_policy_invoke(&app->flush, inv->request_id, uv_now(app->loop), &end, &switched);
     if (switched)
-        log_debug("flush strategy auto: switching", LKS("to", end ? "end" : "next-invoke")
-                                                        LKI("gap_ms", app->flush.gap_ewma_ms));
+        log_debug("flush strategy auto: switching",
+                  LKS("to", end ? "end" : "next-invoke") LKI("gap_ms", app->flush.gap_ewma_ms));
     if (when == FLUSH_WHEN_RUNTIME_DONE)
         await_runtime_done(app, INT64_MAX);
     else if (when == FLUSH_WHEN_STREAM_ALIVE)

@@ -40,8 +40,7 @@ static bool kind_of(const char *type, enum telemetry_kind *kind)
     return false;
 }
 
-int telemetry_parse(const char *body, size_t len, telemetry_event_cb cb, void *ud,
-                    const char **why)
+int telemetry_parse(const char *body, size_t len, telemetry_event_cb cb, void *ud, const char **why)
 {
     json_error_t jerr;
     json_t *batch = json_loadb(body, len, 0, &jerr);
@@ -73,8 +72,8 @@ int telemetry_parse(const char *body, size_t len, telemetry_event_cb cb, void *u
         struct telemetry_event ev = {.kind = kind,
                                      .request_id = id ? id : "",
                                      .status = status ? status : "",
-                                     .duration_ms = json_is_number(dur) ? json_number_value(dur)
-                                                                        : -1};
+                                     .duration_ms =
+                                         json_is_number(dur) ? json_number_value(dur) : -1};
         cb(ud, &ev);
     }
     int n = (int)json_array_size(batch);
@@ -246,9 +245,10 @@ static void tconn_respond(struct tconn *c, int status, const char *reason, const
                           bool close)
 {
     char msg[512];
-    int n = snprintf(msg, sizeof(msg),
-                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s\r\n%s",
-                     status, reason, strlen(text), close ? "Connection: close\r\n" : "", text);
+    int n =
+        snprintf(msg, sizeof(msg),
+                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s\r\n%s",
+                 status, reason, strlen(text), close ? "Connection: close\r\n" : "", text);
     tconn_write(c, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
     if (!close)
         return;

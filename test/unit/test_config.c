@@ -295,8 +295,8 @@ static const struct bad_case bad_cases[] = {
      "http://a b", CONFIG_DEFAULT_REMOTE, "space or a control character"},
     {"PYROSCOPE_FLUSH_STRATEGY=periodically", "PYROSCOPE_FLUSH_STRATEGY", LOG_LEVEL_WARN,
      "periodically", "auto", "not a flush strategy (end, next-invoke or auto)"},
-    {"AWS_LAMBDA_INITIALIZATION_TYPE=on-the-moon", "AWS_LAMBDA_INITIALIZATION_TYPE",
-     LOG_LEVEL_WARN, "on-the-moon", "on-demand", "treated as on-demand"},
+    {"AWS_LAMBDA_INITIALIZATION_TYPE=on-the-moon", "AWS_LAMBDA_INITIALIZATION_TYPE", LOG_LEVEL_WARN,
+     "on-the-moon", "on-demand", "treated as on-demand"},
     {"PYROSCOPE_TENANT_ID=t\r\nX-Evil: 1", "PYROSCOPE_TENANT_ID", LOG_LEVEL_ERROR, "t\r\nX-Evil: 1",
      "", "control character"},
 };
@@ -319,12 +319,11 @@ static void test_flush_strategy_and_init_type(void)
     const struct {
         const char *kv;
         enum lambda_init_type want;
-    } types[] = {{"AWS_LAMBDA_INITIALIZATION_TYPE=on-demand", INIT_ON_DEMAND},
-                 {"AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency",
-                  INIT_PROVISIONED_CONCURRENCY},
-                 {"AWS_LAMBDA_INITIALIZATION_TYPE=snap-start", INIT_SNAP_START},
-                 {"AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances",
-                  INIT_MANAGED_INSTANCES}};
+    } types[] = {
+        {"AWS_LAMBDA_INITIALIZATION_TYPE=on-demand", INIT_ON_DEMAND},
+        {"AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency", INIT_PROVISIONED_CONCURRENCY},
+        {"AWS_LAMBDA_INITIALIZATION_TYPE=snap-start", INIT_SNAP_START},
+        {"AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances", INIT_MANAGED_INSTANCES}};
     for (size_t i = 0; i < ARRAY_LEN(types); i++) {
         struct config c;
         load1(&c, types[i].kv);
