@@ -9,6 +9,7 @@
  * It accepts only `POST /` with a JSON array of records, bounded (TELEMETRY_MAX_BODY bytes,
  * TELEMETRY_MAX_CONNECTIONS connections, TELEMETRY_MAX_HEAD bytes of request line and headers),
  * and answers each batch at once, before its callback work is anything but a few string copies.
+ * A request stalled for PYROSCOPE_CLIENT_TIMEOUT is answered 408 and closed, as on the relay.
  *
  * Ownership: telemetry_start allocates the listener; telemetry_close frees it once every handle
  * is closed. Event fields point into the parsed batch and are valid only during the callback. */
@@ -17,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -59,9 +61,11 @@ size_t telemetry_hosts_lookup(const char *text, const char *name, char (*out)[48
 
 struct telemetry;
 
-/* Binds the listener and starts accepting; cb runs for every event read. Returns NULL and sets
- * *err (a negative uv error) when 127.0.0.1 cannot be bound. */
-struct telemetry *telemetry_start(uv_loop_t *loop, telemetry_event_cb cb, void *ud, int *err);
+/* Binds the listener and starts accepting; cb runs for every event read. A connection that sends
+ * nothing for stall_ms in the middle of a request is answered 408 and closed. Returns NULL and
+ * sets *err (a negative uv error) when 127.0.0.1 cannot be bound. */
+struct telemetry *telemetry_start(uv_loop_t *loop, int64_t stall_ms, telemetry_event_cb cb,
+                                  void *ud, int *err);
 
 /* PUT /2022-07-01/telemetry through api. done(ud, true) once Lambda accepted the subscription;
  * done(ud, false) after logging one warning that says why (the extension then flushes as it

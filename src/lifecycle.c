@@ -305,7 +305,8 @@ static void start_telemetry_then_next(struct app *app)
         return;
     }
     int err = 0;
-    app->telemetry = telemetry_start(app->loop, on_telemetry, app, &err);
+    app->telemetry =
+        telemetry_start(app->loop, app->cfg->client_timeout_ns / 1000000, on_telemetry, app, &err);
     if (!app->telemetry) {
         log_warn("cannot listen for the Telemetry API: uploads are flushed when the next event "
                  "arrives",

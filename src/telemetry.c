@@ -157,7 +157,10 @@ struct tconn {
     llhttp_t parser;
     struct buf url, body;
     size_t head_bytes;
-    int reject; /* 404, 405, 413, 431: answered at the end of the headers, then closed */
+    int reject;       /* 404, 405, 413, 431: answered at the end of the headers, then closed */
+    bool in_message;  /* between the first byte of a request and its end */
+    bool progress;    /* bytes arrived since the last sweep */
+    unsigned stalled; /* sweeps in a row without a byte while in a request */
 };
 
 struct tlistener {
@@ -175,6 +178,8 @@ struct telemetry {
     size_t n_listeners;
     struct tconn *conns;
     size_t n_conns;
+    uv_timer_t sweep;      /* runs only while some request is being read */
+    unsigned stall_sweeps; /* PYROSCOPE_CLIENT_TIMEOUT in sweeps */
     llhttp_settings_t settings;
     int open_handles;
     bool closing;
@@ -280,9 +285,39 @@ static void reject(struct tconn *c, int status, const char *reason, const char *
     tconn_respond(c, status, reason, text, true);
 }
 
+#define SWEEP_MS 1000
+
+/* A request that stops in the middle holds one of the few connections: like the relay's clients,
+ * it is answered 408 and closed after PYROSCOPE_CLIENT_TIMEOUT without a byte, counted in sweeps
+ * of running time (a frozen sandbox does not count). */
+static void on_sweep(uv_timer_t *timer)
+{
+    struct telemetry *t = timer->data;
+    bool busy = false;
+    for (struct tconn *c = t->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->in_message || uv_is_closing((uv_handle_t *)&c->tcp))
+            continue;
+        c->stalled = c->progress ? 0 : c->stalled + 1;
+        c->progress = false;
+        if (c->stalled < t->stall_sweeps) {
+            busy = true;
+            continue;
+        }
+        c->in_message = false;
+        reject(c, 408, "Request Timeout", "stalled in the middle of a request");
+    }
+    if (!busy)
+        uv_timer_stop(timer);
+}
+
 static int on_message_begin(llhttp_t *p)
 {
     struct tconn *c = p->data;
+    c->in_message = true;
+    c->stalled = 0;
+    if (!uv_is_active((uv_handle_t *)&c->t->sweep))
+        uv_timer_start(&c->t->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     c->url.len = 0;
     c->body.len = 0;
     c->head_bytes = 0;
@@ -343,6 +378,7 @@ static int on_message_complete(llhttp_t *p)
 {
     struct tconn *c = p->data;
     struct telemetry *t = c->t;
+    c->in_message = false;
     const char *why = NULL;
     if (telemetry_parse(c->body.p ? c->body.p : "", c->body.len, t->cb, t->ud, &why) < 0) {
         reject(c, 400, "Bad Request", why);
@@ -368,6 +404,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     }
     if (nread == 0)
         return;
+    c->progress = true;
     llhttp_errno_t err = llhttp_execute(&c->parser, b->base, (size_t)nread);
     if (err == HPE_OK || err == HPE_PAUSED)
         return;
@@ -387,6 +424,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     default:
         reject(c, 400, "Bad Request", llhttp_errno_name(err));
     }
+    c->in_message = false;
 }
 
 static void on_connection(uv_stream_t *ls, int status)
@@ -479,7 +517,13 @@ static void listen_at_sandbox_host(struct telemetry *t)
     }
 }
 
-struct telemetry *telemetry_start(uv_loop_t *loop, telemetry_event_cb cb, void *ud, int *err)
+static void on_sweep_closed(uv_handle_t *h)
+{
+    handle_closed(h->data);
+}
+
+struct telemetry *telemetry_start(uv_loop_t *loop, int64_t stall_ms, telemetry_event_cb cb,
+                                  void *ud, int *err)
 {
     struct telemetry *t = calloc(1, sizeof(*t));
     if (!t) {
@@ -497,7 +541,12 @@ struct telemetry *telemetry_start(uv_loop_t *loop, telemetry_event_cb cb, void *
     t->settings.on_headers_complete = on_headers_complete;
     t->settings.on_body = on_body;
     t->settings.on_message_complete = on_message_complete;
-    t->open_handles = 1; /* held until telemetry_close */
+    t->open_handles = 2; /* the sweep timer, and held until telemetry_close */
+    t->stall_sweeps = (unsigned)((stall_ms + SWEEP_MS - 1) / SWEEP_MS);
+    if (t->stall_sweeps == 0)
+        t->stall_sweeps = 1;
+    uv_timer_init(loop, &t->sweep);
+    t->sweep.data = t;
     int rc = listen_at(t, "127.0.0.1", 0);
     if (rc == 0) {
         struct sockaddr_in a;
@@ -561,5 +610,7 @@ void telemetry_close(struct telemetry *t)
     }
     while (t->conns)
         tconn_close(t->conns);
+    uv_timer_stop(&t->sweep);
+    uv_close((uv_handle_t *)&t->sweep, on_sweep_closed);
     handle_closed(t);
 }

@@ -292,7 +292,8 @@ class EmulatorSubscriptionTest(unittest.TestCase):
 class TelemetryListenerTest(Case):
     def setUp(self):
         super().setUp()
-        self.ext = self.subscribed(self.start(PYROSCOPE_FLUSH_ON_INVOKE="true"))
+        self.ext = self.subscribed(self.start(PYROSCOPE_FLUSH_ON_INVOKE="true",
+                                              PYROSCOPE_CLIENT_TIMEOUT="1s"))
         self.tport = self.emu.telemetry.port
 
     def one(self, data):
@@ -339,6 +340,19 @@ class TelemetryListenerTest(Case):
                 pass  # refused and closed while sending
             r = c.read_response()
         self.assertEqual(r.status, 413)
+
+    def test_a_request_stalled_in_the_middle_is_answered_408(self):
+        with RawClient(self.tport, timeout=10) as c:
+            c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[")
+            r = c.read_response()
+            self.assertEqual(r.status, 408)
+            self.assertIn(b"stalled", r.body)
+            self.assertTrue(c.closed_by_peer())
+        # An idle kept-alive connection is left alone.
+        with RawClient(self.tport, timeout=3) as idle:
+            idle.send(post("/", b"[]"))
+            self.assertEqual(idle.read_response().status, 200)
+            self.assertFalse(idle.closed_by_peer())
 
     def test_connections_are_bounded(self):
         clients = [RawClient(self.tport) for _ in range(8)]
