@@ -384,6 +384,7 @@ static int on_message_complete(llhttp_t *p)
         reject(c, 400, "Bad Request", why);
         return HPE_PAUSED;
     }
+    buf_free(&c->body); /* an idle connection holds no batch */
     tconn_respond(c, 200, "OK", "", !llhttp_should_keep_alive(p));
     return llhttp_should_keep_alive(p) ? 0 : HPE_PAUSED;
 }
