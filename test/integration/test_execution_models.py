@@ -164,6 +164,20 @@ class FlushAtEndTest(Case):
         got = self.remote.wait_for(1, timeout=5)
         self.assertLessEqual(got[0].answered, nxt.mono)
 
+    def test_an_invalid_strategy_is_a_warning_and_auto(self):
+        self.remote.delay = 0.3
+        ext = self.subscribed(self.start(PYROSCOPE_FLUSH_ON_INVOKE="true",
+                                         PYROSCOPE_FLUSH_STRATEGY="periodically,100"))
+        ext.wait_for_log(r'level=warning msg="invalid value, default used" '
+                         r'variable=PYROSCOPE_FLUSH_STRATEGY value="periodically,100" '
+                         r'default=auto error="not a flush strategy \(end, next-invoke or auto\)"')
+        ext.wait_for_log(r'msg=relaying .*flush_strategy=auto')
+        statuses = []
+        ev = self.emu.invoke(timeout_ms=10000, handler=lambda: statuses.append(push(self.port)))
+        nxt = self.emu.wait_calls("/event/next", 2, timeout=8)[-1]
+        got = self.remote.wait_for(1, timeout=5)
+        self.assertLessEqual(got[0].answered, nxt.mono, "auto flushes a first invoke at its end")
+
     def test_auto_switches_to_next_invoke_when_invokes_come_often(self):
         ext = self.subscribed(self.start(PYROSCOPE_FLUSH_ON_INVOKE="true"))
         for i in range(4):
