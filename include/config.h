@@ -19,6 +19,21 @@
 #define CONFIG_DEFAULT_REMOTE "https://ingest.pyroscope.cloud"
 #define CONFIG_MAX_ISSUES 24
 
+/* AWS_LAMBDA_INITIALIZATION_TYPE: Lambda's execution model (README "Lambda execution models"). */
+enum lambda_init_type {
+    INIT_ON_DEMAND, /* also when unset, and for a value we do not know */
+    INIT_PROVISIONED_CONCURRENCY,
+    INIT_SNAP_START,
+    INIT_MANAGED_INSTANCES, /* no INVOKE events, concurrent invokes, never frozen */
+};
+
+/* PYROSCOPE_FLUSH_STRATEGY: when flush-on-invoke flushes the uploads of an invoke. */
+enum flush_strategy {
+    FLUSH_AUTO,        /* END when invokes are sparse, NEXT_INVOKE when they come often */
+    FLUSH_END,         /* after the runtime's platform.runtimeDone, before the freeze */
+    FLUSH_NEXT_INVOKE, /* when the next event arrives (the Go extension's behaviour) */
+};
+
 struct config_header {
     char *name;  /* validated HTTP token */
     char *value; /* secret: never logged */
@@ -41,6 +56,7 @@ struct config {
     int64_t timeout_ns;                 /* PYROSCOPE_TIMEOUT, > 0 */
     int num_workers;                    /* PYROSCOPE_NUM_WORKERS, >= 1 */
     bool flush_on_invoke;               /* PYROSCOPE_FLUSH_ON_INVOKE */
+    enum flush_strategy flush_strategy; /* PYROSCOPE_FLUSH_STRATEGY, default auto */
     struct config_header *http_headers; /* PYROSCOPE_HTTP_HEADERS, parsed */
     size_t n_http_headers;
     char *tenant_id;           /* PYROSCOPE_TENANT_ID, "" when unset */
@@ -62,6 +78,7 @@ struct config {
     int64_t client_timeout_ns; /* PYROSCOPE_CLIENT_TIMEOUT, default 10s */
     /* PYROSCOPE_SELF_PROFILING_INTERVAL, default 10s: how often the self-profile is uploaded */
     int64_t self_profiling_interval_ns;
+    enum lambda_init_type init_type; /* AWS_LAMBDA_INITIALIZATION_TYPE, set by Lambda */
 
     /* Trace-sampled profiling (the README's "Trace-sampled profiling"). */
     int trace_sample_threshold; /* PYROSCOPE_TRACE_SAMPLE_THRESHOLD 0..65535; -1 when unset */

@@ -1,6 +1,10 @@
 /* The extension's states, on the one loop:
  *
- *   listening -> registered -> (next <-> invoke/flush)* -> shutdown/drain -> exit
+ *   listening -> registered -> (next <-> invoke/[await runtimeDone]/flush)* -> shutdown/drain
+ *   -> exit
+ *
+ * Under Lambda Managed Instances there are no INVOKE events: registered -> next (until SHUTDOWN)
+ * -> drain -> exit, relaying all along.
  *
  * In dev mode (PYROSCOPE_DEV_MODE) there is no Extensions API: listening -> (SIGINT|SIGTERM) ->
  * drain -> exit. The lifecycle never touches sockets of the relay or the uploader: it asks the
@@ -17,11 +21,13 @@
 #include "config.h"
 #include "credentials.h"
 #include "extapi.h"
+#include "flush_policy.h"
 #include "queue.h"
 #include "relay_server.h"
 #include "rewrite.h"
 #include "selfprof.h"
 #include "snapstart.h"
+#include "telemetry.h"
 #include "tracesample.h"
 #include "upstream.h"
 
@@ -41,6 +47,7 @@ enum app_state {
     APP_STARTING,
     APP_REGISTERING,
     APP_WAITING_EVENT,
+    APP_AWAIT_RUNTIME, /* flush strategy end: waiting for platform.runtimeDone of the invoke */
     APP_FLUSHING,
     APP_DRAINING,
     APP_EXITING,
@@ -63,9 +70,16 @@ struct app {
     char function_version[64];
     char account_id[32];
     struct invoke invoke;
+    struct telemetry *telemetry; /* with PYROSCOPE_FLUSH_ON_INVOKE outside Managed Instances */
+    struct flush_policy flush;
+    uint64_t runtime_done_ms;      /* uv_now() when runtimeDone of the current invoke arrived */
+    uint64_t last_runtime_done_ms; /* uv_now() of the latest runtimeDone, whichever invoke */
+    uint64_t polled_seq;           /* the invoke after which /event/next was last polled */
+    uint64_t post_runtime_ms;      /* summed over invokes: runtimeDone to /event/next */
     struct trace_sampling sampling;
     struct credentials creds; /* what the archive's PUTs are signed with */
     struct snapstart snap;
+    bool managed_instances; /* Lambda Managed Instances: SHUTDOWN only, relay continuously */
     enum app_state state;
     uv_signal_t sigterm, sigint;
     uv_timer_t timer; /* the flush or drain deadline, and the deferred exit */

@@ -23,8 +23,8 @@ struct snapstart {
     bool restored; /* renewed already */
 };
 
-/* init_type: the value of AWS_LAMBDA_INITIALIZATION_TYPE, or NULL. */
-void snapstart_init(struct snapstart *s, const char *init_type);
+/* snap_start: AWS_LAMBDA_INITIALIZATION_TYPE is snap-start (config's init_type). */
+void snapstart_init(struct snapstart *s, bool snap_start);
 /* The lifecycle received an event from /event/next (before handling it). */
 void snapstart_on_event(struct app *app);
 /* The environment was restored from a snapshot (source: what told, for the log). Idempotent. */

@@ -76,6 +76,7 @@ static void print_usage(FILE *out)
                      "  PYROSCOPE_HTTP_HEADERS     extra headers, a JSON object of strings\n"
                      "  PYROSCOPE_FLUSH_ON_INVOKE  finish every upload before the next event "
                      "(false)\n"
+                     "  PYROSCOPE_FLUSH_STRATEGY   when: end, next-invoke or auto (auto)\n"
                      "  PYROSCOPE_TIMEOUT, PYROSCOPE_NUM_WORKERS, PYROSCOPE_MAX_RETRIES\n"
                      "  PYROSCOPE_SELF_PROFILING, PYROSCOPE_SELF_PROFILING_INTERVAL\n"
                      "  PYROSCOPE_LOG_LEVEL, PYROSCOPE_LOG_FORMAT, PYROSCOPE_LOG_TIMESTAMP_* and "

@@ -500,6 +500,38 @@ static void fit_body_to_queue(struct config *c)
               "larger than PYROSCOPE_QUEUE_MAX_BYTES minus 512 bytes of overhead; lowered to fit");
 }
 
+static enum flush_strategy get_flush_strategy(struct loader *l)
+{
+    const char *v = get(l, "PYROSCOPE_FLUSH_STRATEGY");
+    if (!v || strcasecmp(v, "auto") == 0)
+        return FLUSH_AUTO;
+    if (strcasecmp(v, "end") == 0)
+        return FLUSH_END;
+    if (strcasecmp(v, "next-invoke") == 0)
+        return FLUSH_NEXT_INVOKE;
+    add_issue(l->c, LOG_LEVEL_WARN, "PYROSCOPE_FLUSH_STRATEGY", v, "auto",
+              "not a flush strategy (end, next-invoke or auto)");
+    return FLUSH_AUTO;
+}
+
+/* Set by Lambda, not by the user: an unknown value (a model newer than this code) is treated as
+ * on-demand, and a register refused for INVOKE still falls back to SHUTDOWN only (lifecycle.c). */
+static enum lambda_init_type get_init_type(struct loader *l)
+{
+    const char *v = get(l, "AWS_LAMBDA_INITIALIZATION_TYPE");
+    if (!v || strcmp(v, "on-demand") == 0)
+        return INIT_ON_DEMAND;
+    if (strcmp(v, "provisioned-concurrency") == 0)
+        return INIT_PROVISIONED_CONCURRENCY;
+    if (strcmp(v, "snap-start") == 0)
+        return INIT_SNAP_START;
+    if (strcmp(v, "lambda-managed-instances") == 0)
+        return INIT_MANAGED_INSTANCES;
+    add_issue(l->c, LOG_LEVEL_WARN, "AWS_LAMBDA_INITIALIZATION_TYPE", v, "on-demand",
+              "not an execution model this extension knows; treated as on-demand");
+    return INIT_ON_DEMAND;
+}
+
 static void load_ours(struct loader *l)
 {
     struct config *c = l->c;
@@ -516,6 +548,8 @@ static void load_ours(struct loader *l)
     c->client_timeout_ns = get_duration(l, "PYROSCOPE_CLIENT_TIMEOUT", 10 * NS_PER_SEC, "10s");
     c->self_profiling_interval_ns =
         get_duration(l, "PYROSCOPE_SELF_PROFILING_INTERVAL", 10 * NS_PER_SEC, "10s");
+    c->flush_strategy = get_flush_strategy(l);
+    c->init_type = get_init_type(l);
     fit_body_to_queue(c);
 }
 

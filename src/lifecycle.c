@@ -42,9 +42,10 @@ static void on_exit_timer(uv_timer_t *t)
     log_info("shutdown summary",
              LKI("accepted", st->accepted) LKI("relayed", st->relayed) LKI("failed", st->failed)
                  LKI("rejected", st->rejected) LKI("pending", queue_pending(&app->q))
-                     LKI("invokes", app->invoke.seq) LKI("exit_code", app->exit_code)
-                         LKI("refused_config", relay_server_refused_config(app->server))
-                             LKS("version", PLE_VERSION));
+                     LKI("invokes", app->invoke.seq) LKI("post_runtime_ms", app->post_runtime_ms)
+                         LKI("exit_code", app->exit_code)
+                             LKI("refused_config", relay_server_refused_config(app->server))
+                                 LKS("version", PLE_VERSION));
     if (app->cfg->refusal_variable)
         log_error("nothing was relayed: the configuration is invalid",
                   LKS("variable", app->cfg->refusal_variable)
@@ -74,8 +75,10 @@ static void on_exit_timer(uv_timer_t *t)
         relay_server_close(app->server, NULL, NULL);
     app->server = NULL;
     if (app->api)
-        extapi_close(app->api);
+        extapi_close(app->api); /* before the telemetry: it cancels the subscription's callback */
     app->api = NULL;
+    telemetry_close(app->telemetry);
+    app->telemetry = NULL;
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->timer, NULL);
@@ -165,6 +168,11 @@ static void on_signal(uv_signal_t *s, int signum)
 
 /* ---- uploads ---- */
 
+static const char *strategy_name(enum flush_strategy s)
+{
+    return s == FLUSH_END ? "end" : s == FLUSH_NEXT_INVOKE ? "next-invoke" : "auto";
+}
+
 /* curl's global init (TLS library included) is deferred until /register has been sent: it is
  * not needed to register, and the time to register is the cold start the user pays for. */
 static void start_uploads(void *ud)
@@ -184,7 +192,8 @@ static void start_uploads(void *ud)
     log_info("relaying",
              LKS("remote", remote) LKI("workers", app->cfg->num_workers)
                  LKI("timeout_ms", app->cfg->timeout_ns / 1000000)
-                     LKS("flush_on_invoke", app->cfg->flush_on_invoke ? "true" : "false"));
+                     LKS("flush_on_invoke", app->cfg->flush_on_invoke ? "true" : "false")
+                         LKS("flush_strategy", strategy_name(app->cfg->flush_strategy)));
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
         !(app->upstream = upstream_new(app->loop, &app->q, app->cfg))) {
         log_error("cannot start the uploader (libcurl)", );
@@ -234,6 +243,96 @@ static void flushed(struct app *app, bool idle)
     poll_next(app);
 }
 
+/* Await the uploads queued so far (bounded by the invoke's deadline), then poll /event/next. */
+static void flush_then_next(struct app *app)
+{
+    if (queue_idle(&app->q)) {
+        poll_next(app);
+        return;
+    }
+    app->state = APP_FLUSHING;
+    int64_t budget = app->invoke.deadline_ms - FLUSH_MARGIN_MS - epoch_ms();
+    log_debug("flushing before the next event",
+              LKI("pending", queue_pending(&app->q)) LKI("budget_ms", budget));
+    await_idle(app, budget, flushed);
+}
+
+static void on_runtime_wait_over(uv_timer_t *t)
+{
+    struct app *app = t->data;
+    if (flush_policy_gave_up(&app->flush))
+        log_warn("platform.runtimeDone did not come: from now on uploads are flushed when the "
+                 "next event arrives",
+                 LKS("requestId", app->invoke.request_id)
+                     LKI("waited_ms", uv_now(app->loop) - app->wait_started_ms));
+    flush_then_next(app);
+}
+
+/* Strategy end: wait for runtimeDone, no longer than wait_ms and never past the deadline. */
+static void await_runtime_done(struct app *app, int64_t wait_ms)
+{
+    int64_t budget = app->invoke.deadline_ms - FLUSH_MARGIN_MS - epoch_ms();
+    if (wait_ms > budget)
+        wait_ms = budget;
+    log_debug("waiting for platform.runtimeDone",
+              LKS("requestId", app->invoke.request_id) LKI("at_most_ms", wait_ms));
+    app->state = APP_AWAIT_RUNTIME;
+    uv_timer_stop(&app->timer);
+    uv_timer_start(&app->timer, on_runtime_wait_over, wait_ms > 0 ? (uint64_t)wait_ms : 0, 0);
+}
+
+static void on_telemetry(void *ud, const struct telemetry_event *ev)
+{
+    struct app *app = ud;
+    if (ev->kind == TELEMETRY_RESTORE_START)
+        snapstart_restored(app, "platform.restoreStart"); /* once, whichever tells first */
+    if (ev->kind == TELEMETRY_RUNTIME_DONE)
+        app->last_runtime_done_ms = uv_now(app->loop); /* perhaps before its INVOKE is read */
+    if (!flush_policy_event(&app->flush, ev))
+        return;
+    if (ev->kind == TELEMETRY_RUNTIME_DONE) {
+        app->runtime_done_ms = app->last_runtime_done_ms;
+        if (app->polled_seq == app->invoke.seq) /* /event/next was polled before it */
+            log_debug("invoke done", LKS("requestId", ev->request_id) LKI("post_runtime_ms", 0));
+    }
+    if (app->state != APP_AWAIT_RUNTIME)
+        return;
+    if (flush_policy_runtime_done(&app->flush))
+        flush_then_next(app);
+    else /* platform.start: the stream is alive, runtimeDone will tell */
+        await_runtime_done(app, INT64_MAX);
+}
+
+static void on_subscribed(void *ud, bool ok)
+{
+    struct app *app = ud;
+    app->flush.telemetry = ok;
+    if (app->state == APP_REGISTERING) /* not when a signal began the drain meanwhile */
+        poll_next(app);
+}
+
+/* Flush-on-invoke listens to the Telemetry API to know when the runtime has finished. The
+ * subscription is answered before the first /event/next, as AWS's examples do: init ends when
+ * every extension has polled, and a subscription belongs to init. */
+static void start_telemetry_then_next(struct app *app)
+{
+    if (!app->cfg->flush_on_invoke || app->managed_instances) {
+        poll_next(app);
+        return;
+    }
+    int err = 0;
+    app->telemetry =
+        telemetry_start(app->loop, app->cfg->client_timeout_ns / 1000000, on_telemetry, app, &err);
+    if (!app->telemetry) {
+        log_warn("cannot listen for the Telemetry API: uploads are flushed when the next event "
+                 "arrives",
+                 LKS("error", uv_strerror(err)));
+        poll_next(app);
+        return;
+    }
+    telemetry_subscribe(app->telemetry, app->api, app->ext_id, on_subscribed, app);
+}
+
 static void on_invoke(struct app *app, json_t *ev)
 {
     struct invoke *inv = &app->invoke;
@@ -249,15 +348,27 @@ static void on_invoke(struct app *app, json_t *ev)
     }
     trace_sampling_invoke(&app->sampling, inv->tracing);
     log_debug("invoke", LKS("requestId", inv->request_id) LKI("seq", inv->seq));
-    if (!app->cfg->flush_on_invoke || queue_idle(&app->q)) {
+    if (!app->cfg->flush_on_invoke) {
         poll_next(app);
         return;
     }
-    app->state = APP_FLUSHING;
-    int64_t budget = inv->deadline_ms - FLUSH_MARGIN_MS - epoch_ms();
-    log_debug("flushing before the next event",
-              LKI("pending", queue_pending(&app->q)) LKI("budget_ms", budget));
-    await_idle(app, budget, flushed);
+    bool end, switched;
+    app->runtime_done_ms = 0;
+    app->wait_started_ms = uv_now(app->loop);
+    enum flush_when when =
+        flush_policy_invoke(&app->flush, inv->request_id, uv_now(app->loop), &end, &switched);
+    if (switched)
+        log_debug("flush strategy auto: switching",
+                  LKS("to", end ? "end" : "next-invoke") LKI("gap_ms", app->flush.gap_ewma_ms));
+    if (when == FLUSH_WHEN_RUNTIME_DONE)
+        await_runtime_done(app, INT64_MAX);
+    else if (when == FLUSH_WHEN_STREAM_ALIVE)
+        await_runtime_done(app, FLUSH_START_GRACE_MS);
+    else {
+        if (flush_policy_runtime_done(&app->flush))
+            app->runtime_done_ms = app->last_runtime_done_ms;
+        flush_then_next(app);
+    }
 }
 
 static void on_shutdown_event(struct app *app, json_t *ev)
@@ -300,8 +411,22 @@ static void on_event(void *ud, const struct extapi_response *r)
     json_decref(ev);
 }
 
+/* Post-runtime time: from runtimeDone of the invoke to this /event/next, billed by Lambda. */
+static void count_post_runtime(struct app *app)
+{
+    if (app->polled_seq == app->invoke.seq)
+        return;
+    app->polled_seq = app->invoke.seq;
+    if (!app->runtime_done_ms)
+        return; /* runtimeDone comes later (counted 0 then) or not at all */
+    uint64_t ms = uv_now(app->loop) - app->runtime_done_ms;
+    app->post_runtime_ms += ms;
+    log_debug("invoke done", LKS("requestId", app->invoke.request_id) LKI("post_runtime_ms", ms));
+}
+
 static void poll_next(struct app *app)
 {
+    count_post_runtime(app);
     char id_hdr[192];
     snprintf(id_hdr, sizeof(id_hdr), "Lambda-Extension-Identifier: %s", app->ext_id);
     const char *headers[] = {id_hdr, NULL};
@@ -314,9 +439,45 @@ static void poll_next(struct app *app)
     }
 }
 
+static void register_extension(struct app *app);
+
+/* Lambda Managed Instances: one environment serves several invokes at once and is never frozen,
+ * and extensions get no INVOKE events. Uploads are relayed as they come (nothing waits for a
+ * freeze, so flush-on-invoke has nothing to do), and an upload cannot be told apart between
+ * concurrent invokes, so trace sampling and the per-trace archive cannot work. */
+static void enter_managed_instances(struct app *app, const char *why)
+{
+    app->managed_instances = true;
+    log_info("Lambda Managed Instances: registering for SHUTDOWN only; uploads are relayed "
+             "continuously and drained at SHUTDOWN",
+             LKS("reason", why));
+    if (app->sampling.active) {
+        if (app->server)
+            relay_server_set_hooks(app->server, NULL);
+        app->sampling.active = false;
+        log_warn("trace sampling and the per-trace archive are off under Lambda Managed "
+                 "Instances: concurrent invokes share the relay, so an upload cannot be "
+                 "attributed to one invoke; every upload is relayed", );
+    }
+}
+
+/* The Managed Instances answer to INVOKE: 403 {"errorType":"Extension.InvalidEventType"}. */
+static bool invoke_refused(const struct extapi_response *r)
+{
+    return !r->error && r->status == 403 && strstr(r->body, "Extension.InvalidEventType");
+}
+
 static void on_registered(void *ud, const struct extapi_response *r)
 {
     struct app *app = ud;
+    if (invoke_refused(r) && !app->managed_instances) {
+        /* Exiting here would be an Extension.Crash: the function could not run at all. */
+        log_warn("register refused INVOKE events (Extension.InvalidEventType); retrying with "
+                 "SHUTDOWN only", );
+        enter_managed_instances(app, "register refused INVOKE");
+        register_extension(app);
+        return;
+    }
     if (r->error || r->status != 200 || !r->ext_id) {
         log_error("register failed",
                   LKI("status", r->status) LKS("error", r->error ? uv_strerror(r->error) : "")
@@ -339,7 +500,7 @@ static void on_registered(void *ud, const struct extapi_response *r)
         report_error(app, "init", "Extension.ListenFailed", msg);
         return;
     }
-    poll_next(app);
+    start_telemetry_then_next(app);
 }
 
 static void register_extension(struct app *app)
@@ -348,8 +509,9 @@ static void register_extension(struct app *app)
     snprintf(name_hdr, sizeof(name_hdr), "Lambda-Extension-Name: %s", app->ext_name);
     const char *headers[] = {name_hdr, "Lambda-Extension-Accept-Feature: accountId", NULL};
     app->state = APP_REGISTERING;
-    int rc = extapi_call(app->api, "POST", API_BASE "/register", headers,
-                         "{\"events\":[\"INVOKE\",\"SHUTDOWN\"]}", on_registered,
+    const char *events = app->managed_instances ? "{\"events\":[\"SHUTDOWN\"]}"
+                                                : "{\"events\":[\"INVOKE\",\"SHUTDOWN\"]}";
+    int rc = extapi_call(app->api, "POST", API_BASE "/register", headers, events, on_registered,
                          app->listen_error ? NULL : start_uploads, app);
     if (rc != 0) {
         log_error("register failed", LKS("error", uv_strerror(rc)));
@@ -359,6 +521,7 @@ static void register_extension(struct app *app)
 
 void lifecycle_init(struct app *app)
 {
+    flush_policy_init(&app->flush, app->cfg->flush_strategy);
     uv_timer_init(app->loop, &app->timer);
     app->timer.data = app;
     uv_signal_init(app->loop, &app->sigterm);
@@ -390,5 +553,7 @@ void lifecycle_start(struct app *app)
         begin_exit(app, 1);
         return;
     }
+    if (app->cfg->init_type == INIT_MANAGED_INSTANCES)
+        enter_managed_instances(app, "AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances");
     register_extension(app);
 }

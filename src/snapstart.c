@@ -6,9 +6,9 @@
 #include "lifecycle.h"
 #include "log.h"
 
-void snapstart_init(struct snapstart *s, const char *init_type)
+void snapstart_init(struct snapstart *s, bool snap_start)
 {
-    *s = (struct snapstart){.expected = init_type && strcmp(init_type, "snap-start") == 0};
+    *s = (struct snapstart){.expected = snap_start};
 }
 
 void snapstart_on_event(struct app *app)

@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-20}
 CC=clang cmake -S . -B build-fuzz -DPLE_FUZZ=ON -DPLE_TESTS=OFF -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_request fuzz_config fuzz_xray
-for t in request config xray; do
+cmake --build build-fuzz -j"$(nproc)" --target fuzz_request fuzz_config fuzz_xray fuzz_telemetry
+for t in request config xray telemetry; do
   work=build-fuzz/corpus_$t
   mkdir -p "$work"
   cp -n test/fuzz/corpus_$t/* "$work"/ 2>/dev/null || true

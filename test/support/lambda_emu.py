@@ -3,17 +3,166 @@
 It serves register, event/next, init/error and exit/error on 127.0.0.1, records every call with
 its timestamps, hands out INVOKE and SHUTDOWN events that the test queues, and, like Lambda,
 SIGKILLs the extension process when a SHUTDOWN deadline passes. Standard library only.
+
+Telemetry API (`PUT /2022-07-01/telemetry`): the subscription is validated as AWS does
+(identifier, schema, types, buffering limits, destination host sandbox.localdomain or sandbox),
+and records are delivered in batches after buffering.timeoutMs as POSTs of a JSON array to
+127.0.0.1:<port>/, as AWS's emulator does. invoke() emits platform.start, runs the test's
+handler (the function's runtime) in a thread, then emits platform.runtimeDone (on time, late, or
+never: runtime_done=) and, once the extension has polled /event/next again, platform.report.
+
+Lambda Managed Instances (managed=True): register with INVOKE is refused with 403
+Extension.InvalidEventType, no INVOKE event is ever handed out, invoke_concurrent() runs handlers
+at once, and SHUTDOWN's deadline is enforced with SIGKILL as everywhere else.
 """
 
+import http.client
 import http.server
 import json
 import os
 import signal
 import threading
 import time
+import urllib.parse
 import uuid
 
 API = "/2020-01-01/extension"
+TELEMETRY = "/2022-07-01/telemetry"
+SCHEMAS = ("2022-07-01", "2022-12-13", "2025-01-29")
+
+
+class Invocation:
+    """What the emulator knows of one invoke: when its runtime finished, when the extension polled
+    /event/next after it (the end of the invoke), and so the post-runtime time Lambda bills."""
+
+    def __init__(self, request_id):
+        self.request_id = request_id
+        self.started = time.monotonic()
+        self.runtime_done = None  # monotonic, when the handler returned
+        self.next_polled = None   # monotonic, the extension's first /event/next after the event
+        self.ended = threading.Event()
+
+    @property
+    def post_runtime_ms(self):
+        if self.runtime_done is None or self.next_polled is None:
+            return None
+        return max(0.0, (self.next_polled - self.runtime_done) * 1000)
+
+
+class TelemetryAPI:
+    """One subscription and its batched delivery to 127.0.0.1:<port>/."""
+
+    def __init__(self, emu):
+        self.emu = emu
+        self.status = None        # when set, every subscription is answered with it (failure)
+        self.subscriptions = []   # the accepted subscription bodies
+        self.port = None
+        self.timeout_ms = None
+        self.max_items = 1000
+        self.deliveries = []      # (monotonic, [records], status or exception text)
+        self._pending = []
+        self._timer = None
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+
+    def validate(self, call):
+        """(status, body) as AWS answers a subscription."""
+        if call.header("Lambda-Extension-Identifier") != self.emu.extension_id:
+            return 403, {"errorType": "Extension.Forbidden",
+                         "errorMessage": "missing or unknown Lambda-Extension-Identifier"}
+        if self.status is not None:
+            return self.status, {"errorType": "Telemetry.Failure", "errorMessage": "test says no"}
+        try:
+            sub = json.loads(call.body)
+        except ValueError:
+            return 400, {"errorType": "ValidationError", "errorMessage": "body is not JSON"}
+        err = self._invalid(sub)
+        if err:
+            return 400, {"errorType": "ValidationError", "errorMessage": err}
+        uri = urllib.parse.urlsplit(sub["destination"]["URI"])
+        with self._lock:
+            self.port = uri.port
+            buf = sub.get("buffering") or {}
+            self.timeout_ms = buf.get("timeoutMs", 1000)
+            self.max_items = buf.get("maxItems", 10000)
+            self.subscriptions.append(sub)
+        return 200, "OK"
+
+    def _invalid(self, sub):
+        if not isinstance(sub, dict):
+            return "not an object"
+        schemas = ("2025-01-29",) if self.emu.managed else SCHEMAS
+        if sub.get("schemaVersion") not in schemas:
+            return "schemaVersion must be one of %s" % (schemas,)
+        types = sub.get("types")
+        if (not isinstance(types, list) or not types
+                or any(t not in ("platform", "function", "extension") for t in types)):
+            return "types must be a non-empty subset of platform, function, extension"
+        buf = sub.get("buffering") or {}
+        for key, lo, hi in (("timeoutMs", 25, 30000), ("maxItems", 1000, 10000),
+                            ("maxBytes", 262144, 1048576)):
+            if key in buf and not (isinstance(buf[key], int) and lo <= buf[key] <= hi):
+                return "buffering.%s must be in %d..%d" % (key, lo, hi)
+        dest = sub.get("destination") or {}
+        if dest.get("protocol") != "HTTP":
+            return "destination.protocol must be HTTP"
+        try:
+            uri = urllib.parse.urlsplit(dest.get("URI") or "")
+            port = uri.port
+        except ValueError:
+            return "destination.URI does not parse"
+        if uri.scheme != "http" or uri.hostname not in ("sandbox.localdomain", "sandbox"):
+            return "destination.URI must be http://sandbox.localdomain:PORT/"
+        if not port or port == 9001:
+            return "destination.URI needs a port other than 9001"
+        return None
+
+    @property
+    def subscribed(self):
+        return self.port is not None
+
+    def emit(self, type_, record):
+        """Buffers one record; it is delivered timeoutMs later, with whatever came meanwhile."""
+        if not self.subscribed:
+            return
+        rec = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000Z",
+               "type": type_, "record": record}
+        with self._lock:
+            self._pending.append(rec)
+            if len(self._pending) >= self.max_items:
+                threading.Thread(target=self.flush, daemon=True).start()
+            elif self._timer is None:
+                self._timer = threading.Timer(self.timeout_ms / 1000.0, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self):
+        with self._send_lock:  # batches leave in order, one at a time
+            with self._lock:
+                batch, self._pending = self._pending, []
+                self._timer = None
+                port = self.port
+            if not batch or self.emu._stopping:
+                return
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("POST", "/", body=json.dumps(batch).encode(),
+                             headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                resp.read()
+                conn.close()
+                outcome = resp.status
+            except OSError as e:
+                outcome = "%s: %s" % (type(e).__name__, e)
+            with self.emu.cond:
+                self.deliveries.append((time.monotonic(), batch, outcome))
+                self.emu.cond.notify_all()
+
+    def stop(self):
+        with self._lock:
+            if self._timer:
+                self._timer.cancel()
+            self._timer = None
 
 
 class Call:
@@ -41,7 +190,12 @@ class Call:
 class LambdaEmulator:
     """with LambdaEmulator() as emu: env AWS_LAMBDA_RUNTIME_API=emu.address."""
 
-    def __init__(self, function_name="demo-function", account_id="123456789012"):
+    def __init__(self, function_name="demo-function", account_id="123456789012", managed=False):
+        self.managed = managed  # Lambda Managed Instances
+        self.refuse_invoke = managed  # answer register with INVOKE 403 InvalidEventType
+        self.telemetry = TelemetryAPI(self)
+        self.invocations = []  # Invocation, in order
+        self._awaiting_next = []  # invocations handed out whose /event/next has not come yet
         self.function_name = function_name
         self.account_id = account_id
         self.extension_id = str(uuid.uuid4())
@@ -82,6 +236,15 @@ class LambdaEmulator:
                     emu.cond.notify_all()
                 return call
 
+            def do_PUT(self):
+                call = self._record()
+                if self.path != TELEMETRY:
+                    self._reply(404)
+                    return
+                status, body = emu.telemetry.validate(call)
+                self._reply(status, json.dumps(body).encode(),
+                            [("Content-Type", "application/json")])
+
             def do_POST(self):
                 call = self._record()
                 if self.path == API + "/register":
@@ -110,10 +273,12 @@ class LambdaEmulator:
                     emu.next_close -= 1
                     self.close_connection = True
                     return
+                emu._invoke_ended(call)
                 event = emu._take_event()
                 if event is None:  # emulator stopping
                     self.close_connection = True
                     return
+                emu._handed_out(event)
                 body = json.dumps(event).encode()
                 self._reply(200, body, [("Content-Type", "application/json"),
                                         ("Lambda-Extension-Event-Identifier", str(uuid.uuid4()))])
@@ -137,6 +302,7 @@ class LambdaEmulator:
         with self.cond:
             self._stopping = True
             self.cond.notify_all()
+        self.telemetry.stop()
         if self._kill_timer:
             self._kill_timer.cancel()
         self.server.shutdown()
@@ -148,6 +314,13 @@ class LambdaEmulator:
             self.on_register(call)
         if self.register_status != 200:
             handler._reply(self.register_status, b'{"errorType":"Extension.InitError"}')
+            return
+        events = (call.json() or {}).get("events") or []
+        if self.refuse_invoke and "INVOKE" in events:
+            handler._reply(403, json.dumps({
+                "errorType": "Extension.InvalidEventType",
+                "errorMessage": "INVOKE is not a supported event type here"}).encode(),
+                [("Content-Type", "application/json")])
             return
         body = {"functionName": self.function_name, "functionVersion": "$LATEST",
                 "handler": "index.handler"}
@@ -178,9 +351,52 @@ class LambdaEmulator:
         self._kill_timer.daemon = True
         self._kill_timer.start()
 
+    def _handed_out(self, event):
+        with self.cond:
+            for inv in self.invocations:
+                if event.get("requestId") == inv.request_id and not inv.ended.is_set():
+                    self._awaiting_next.append(inv)
+
+    def _invoke_ended(self, call):
+        """An /event/next after an INVOKE ends that invoke (for the extension's part): Lambda then
+        emits its platform.report."""
+        with self.cond:
+            ended, self._awaiting_next = self._awaiting_next, []
+        for inv in ended:
+            inv.next_polled = call.mono
+            inv.ended.set()
+            self._report(inv)
+
+    def _report(self, inv):
+        end = inv.next_polled or time.monotonic()
+        self.telemetry.emit("platform.report", {
+            "requestId": inv.request_id, "status": "success",
+            "metrics": {"durationMs": round((end - inv.started) * 1000, 3)}})
+
+    def _run_runtime(self, inv, handler, runtime_ms, runtime_done, late_ms):
+        if handler:
+            handler()
+        if runtime_ms:
+            time.sleep(runtime_ms / 1000.0)  # the simulated runtime's own work
+        inv.runtime_done = time.monotonic()
+        with self.cond:
+            self.cond.notify_all()
+        if runtime_done == "missing":
+            return
+        if runtime_done == "late":
+            time.sleep(late_ms / 1000.0)
+        self.telemetry.emit("platform.runtimeDone", {
+            "requestId": inv.request_id, "status": "success",
+            "metrics": {"durationMs": round((inv.runtime_done - inv.started) * 1000, 3),
+                        "producedBytes": 0}})
+
     # -- what the test does --
-    def invoke(self, request_id=None, trace_root=None, timeout_ms=3000, tracing=None):
-        """tracing: the tracing.value verbatim (malformed ones too); "" leaves tracing out."""
+    def invoke(self, request_id=None, trace_root=None, timeout_ms=3000, tracing=None,
+               handler=None, runtime_ms=0, runtime_done="on-time", late_ms=2000, start=True):
+        """tracing: the tracing.value verbatim (malformed ones too); "" leaves tracing out.
+        handler: the function's code, run in a thread as the runtime would (then runtime_ms more).
+        runtime_done: "on-time", "late" (late_ms after the runtime finished) or "missing".
+        start: whether platform.start is emitted."""
         request_id = request_id or str(uuid.uuid4())
         trace_root = trace_root or "1-%08x-%s" % (int(time.time()), uuid.uuid4().hex[:24])
         event = {
@@ -196,10 +412,58 @@ class LambdaEmulator:
             del event["tracing"]
         elif tracing is not None:
             event["tracing"]["value"] = tracing
+        inv = Invocation(request_id)
+        event["invocation"] = inv
         with self.cond:
-            self.events.append(event)
+            self.invocations.append(inv)
+        if start:
+            self.telemetry.emit("platform.start", {"requestId": request_id, "version": "$LATEST"})
+        public = {k: v for k, v in event.items() if k != "invocation"}
+        with self.cond:
+            self.events.append(public)
             self.cond.notify_all()
+        threading.Thread(target=self._run_runtime, daemon=True,
+                         args=(inv, handler, runtime_ms, runtime_done, late_ms)).start()
         return event
+
+    def invoke_concurrent(self, handlers):
+        """Managed Instances: runs every handler at once, as concurrent invokes of one
+        environment; the extension sees no INVOKE event, only telemetry (start and report, no
+        runtimeDone, as in AWS's emulator). Returns once every handler has returned."""
+        threads = []
+        for h in handlers:
+            rid = str(uuid.uuid4())
+            self.telemetry.emit("platform.start", {"requestId": rid, "version": "$LATEST"})
+
+            def run(h=h, rid=rid, t0=time.monotonic()):
+                h()
+                self.telemetry.emit("platform.report", {
+                    "requestId": rid, "status": "success",
+                    "metrics": {"durationMs": round((time.monotonic() - t0) * 1000, 3)}})
+            t = threading.Thread(target=run, daemon=True)
+            t.start()
+            threads.append(t)
+        for t in threads:
+            t.join(30)
+
+    def env(self):
+        """The variables Lambda gives the extension about the API and the execution model."""
+        e = {"AWS_LAMBDA_RUNTIME_API": self.address}
+        if self.managed:
+            e["AWS_LAMBDA_INITIALIZATION_TYPE"] = "lambda-managed-instances"
+        return e
+
+    def wait_telemetry(self, count, timeout=5.0):
+        """Waits until `count` telemetry batches were delivered; returns them."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while len(self.telemetry.deliveries) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("waited %.1fs for %d telemetry deliveries; got %r"
+                                         % (timeout, count, self.telemetry.deliveries))
+                self.cond.wait(left)
+            return list(self.telemetry.deliveries)
 
     def shutdown(self, reason="spindown", deadline_in_ms=2000):
         event = {"eventType": "SHUTDOWN", "shutdownReason": reason,

@@ -54,6 +54,7 @@ static void check_defaults(const struct config *c)
     CHECK_STR(c->remote_address, "https://ingest.pyroscope.cloud");
     CHECK_STR(c->auth_token, "");
     CHECK(!c->self_profiling && !c->flush_on_invoke && !c->dev_mode);
+    CHECK(c->flush_strategy == FLUSH_AUTO && c->init_type == INIT_ON_DEMAND);
     CHECK(c->timeout_ns == 10000000000LL);
     CHECK(c->num_workers == 5);
     CHECK(c->n_http_headers == 0);
@@ -278,9 +279,44 @@ static const struct bad_case bad_cases[] = {
      "between 1 and"},
     {"PYROSCOPE_CLIENT_TIMEOUT=fast", "PYROSCOPE_CLIENT_TIMEOUT", LOG_LEVEL_WARN, "fast", "10s",
      "not a Go duration"},
+    {"PYROSCOPE_FLUSH_STRATEGY=periodically", "PYROSCOPE_FLUSH_STRATEGY", LOG_LEVEL_WARN,
+     "periodically", "auto", "not a flush strategy (end, next-invoke or auto)"},
+    {"AWS_LAMBDA_INITIALIZATION_TYPE=on-the-moon", "AWS_LAMBDA_INITIALIZATION_TYPE", LOG_LEVEL_WARN,
+     "on-the-moon", "on-demand", "treated as on-demand"},
     {"PYROSCOPE_TENANT_ID=t\r\nX-Evil: 1", "PYROSCOPE_TENANT_ID", LOG_LEVEL_ERROR, "t\r\nX-Evil: 1",
      "", "control character"},
 };
+
+static void test_flush_strategy_and_init_type(void)
+{
+    const struct {
+        const char *kv;
+        enum flush_strategy want;
+    } strategies[] = {{"PYROSCOPE_FLUSH_STRATEGY=end", FLUSH_END},
+                      {"PYROSCOPE_FLUSH_STRATEGY=next-invoke", FLUSH_NEXT_INVOKE},
+                      {"PYROSCOPE_FLUSH_STRATEGY=AUTO", FLUSH_AUTO},
+                      {"PYROSCOPE_FLUSH_STRATEGY=End", FLUSH_END}};
+    for (size_t i = 0; i < ARRAY_LEN(strategies); i++) {
+        struct config c;
+        load1(&c, strategies[i].kv);
+        CHECK(c.n_issues == 0 && c.flush_strategy == strategies[i].want);
+        config_free(&c);
+    }
+    const struct {
+        const char *kv;
+        enum lambda_init_type want;
+    } types[] = {
+        {"AWS_LAMBDA_INITIALIZATION_TYPE=on-demand", INIT_ON_DEMAND},
+        {"AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency", INIT_PROVISIONED_CONCURRENCY},
+        {"AWS_LAMBDA_INITIALIZATION_TYPE=snap-start", INIT_SNAP_START},
+        {"AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances", INIT_MANAGED_INSTANCES}};
+    for (size_t i = 0; i < ARRAY_LEN(types); i++) {
+        struct config c;
+        load1(&c, types[i].kv);
+        CHECK(c.n_issues == 0 && c.init_type == types[i].want);
+        config_free(&c);
+    }
+}
 
 static void test_each_invalid_value(void)
 {
@@ -802,6 +838,7 @@ int main(void)
     test_empty_means_default();
     test_values();
     test_log_strings_owned();
+    test_flush_strategy_and_init_type();
     test_each_invalid_value();
     test_all_invalid_at_once();
     test_workers_capped();
