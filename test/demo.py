@@ -48,11 +48,43 @@ def pick_port(wanted):
     return port
 
 
+_print_lock = threading.Lock()
+
+
+def say(text):
+    """One line at a time: the extension's log is echoed from another thread."""
+    with _print_lock:
+        print(text, flush=True)
+
+
 def echo_logs(stream, lines):
     for raw in stream:
         line = raw.decode(errors="replace").rstrip()
         lines.append(line)
-        print("  [extension] " + line)
+        say("  [extension] " + line)
+
+
+def uploads_of(remote, invoke_no, before):
+    """How many uploads of that invoke the remote had answered 2xx by `before` (monotonic)."""
+    return sum(1 for r in list(remote.requests)
+               if r.params.get("name", [""])[0].find("invoke=%d" % invoke_no) >= 0
+               and r.answered is not None and r.answered <= before)
+
+
+def explain(remote, i, pushed_by_invoke, t_invoke, t_next):
+    """Why the extension asked for the next event when it did, from what the remote had by then."""
+    own = uploads_of(remote, i, t_next)
+    prev = pushed_by_invoke.get(i - 1, 0)
+    prev_now = uploads_of(remote, i - 1, t_next) - uploads_of(remote, i - 1, t_invoke)
+    if own:
+        return "after this invoke's %d upload%s reached the remote: flushed at its end" % (
+            own, "" if own == 1 else "s")
+    if prev_now:
+        return "after the %d upload%s of invoke %d reached the remote: flushed at the next invoke" % (
+            prev_now, "" if prev_now == 1 else "s", i - 1)
+    if prev and uploads_of(remote, i - 1, t_invoke) == prev:
+        return "invoke %d's uploads had already reached the remote" % (i - 1)
+    return "no upload was in flight"
 
 
 def push_profiles(port, invoke_no, rng):
@@ -105,39 +137,48 @@ def main():
         reader.start()
         try:
             reg = emu.wait_calls("/register", 1, timeout=5)[0]
-            print("registered %.1f ms after exec" % ((reg.mono - t_exec) * 1000))
+            say("registered %.1f ms after exec" % ((reg.mono - t_exec) * 1000))
             emu.wait_calls("/event/next", 1, timeout=5)
             flush = env["PYROSCOPE_FLUSH_ON_INVOKE"].lower() in ("1", "t", "true")
-            print("each invoke: 'ready' is how long after the INVOKE the extension asked Lambda for "
-                  "the next event%s; 'answered' is how long each of the function's pushes to "
-                  "localhost:4040 took until the relay's 200 (the time its profiler is held up)"
-                  % (" (with flush on invoke it first finishes the uploads still in flight)"
-                     if flush else ""))
-            pushed = 0
+            say("each invoke: the function pushes 2 profiles while it runs; 'answered' is how long "
+                "each push to localhost:4040 took until the relay's 200 (the time the function's "
+                "profiler is held up); 'next event' is how long after the function returned the "
+                "extension asked Lambda for the next event, which ends the invoke (Lambda bills "
+                "it as PostRuntimeExtensionsDuration)%s" % (
+                    "; with flush on invoke it first finishes uploads, at the end of this invoke "
+                    "or of the next one (PYROSCOPE_FLUSH_STRATEGY, default auto: at the end while "
+                    "invokes are 10 s or more apart, at the next invoke while they come more "
+                    "often, as here after the first)" if flush else ""))
+            pushed_by_invoke = {}
             for i in range(1, args.invokes + 1):
                 nexts = len(emu.calls_to("/event/next"))
-                in_flight = pushed - len(remote.requests) if remote else None
+                done = {}
+
+                def handler(i=i, done=done):  # the function: its profiler pushes as it works
+                    done["waits"] = push_profiles(port, i, rng)
+
                 t_invoke = time.monotonic()
-                emu.invoke(timeout_ms=3000)
-                # The extension answers the invoke with its next /event/next: with flush on
-                # invoke, only once the uploads pushed before this invoke have been delivered.
+                inv = emu.invoke(timeout_ms=3000, handler=handler)["invocation"]
+                # The extension ends the invoke with its next /event/next.
                 nxt = emu.wait_calls("/event/next", nexts + 1, timeout=5)[-1]
-                # The function runs: its profiler pushes to the relay while it works.
-                waits = push_profiles(port, i, rng)
-                pushed += len(waits)
+                deadline = time.monotonic() + 5
+                while "waits" not in done or inv.runtime_done is None:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the function did not return within 5 s")
+                    time.sleep(0.005)
+                waits = done["waits"]
+                pushed_by_invoke[i] = len(waits)
+                after_return = (nxt.mono - inv.runtime_done) * 1000
                 if not flush:
                     why = "flush on invoke is off"
-                elif in_flight == 0 or pushed == len(waits):
-                    why = "no earlier upload was in flight"
-                elif in_flight is None:
-                    why = "after finishing whatever of invoke %d's uploads was in flight" % (i - 1)
+                elif remote is None:
+                    why = "a real remote: see the extension's log"
                 else:
-                    why = "after the %d upload%s of invoke %d reached the remote" % (
-                        in_flight, "" if in_flight == 1 else "s", i - 1)
-                print("invoke %d: ready %.1f ms after the INVOKE (%s); the function pushed %d "
-                      "profiles, answered in %s ms" % (
-                          i, (nxt.mono - t_invoke) * 1000, why, len(waits),
-                          " and ".join("%.2f" % w for w in waits)))
+                    why = explain(remote, i, pushed_by_invoke, t_invoke, nxt.mono)
+                say("invoke %d: answered in %s ms; next event %s (%s)" % (
+                    i, " and ".join("%.2f" % w for w in waits),
+                    "%.1f ms after the function returned" % after_return if after_return >= 0
+                    else "%.1f ms before the function returned" % -after_return, why))
             emu.shutdown(deadline_in_ms=2000)
             code = proc.wait(timeout=5)
         finally:
@@ -145,7 +186,7 @@ def main():
                 proc.kill()
                 proc.wait()
         reader.join(timeout=2)
-        print("extension exited with %d%s" % (code, " (SIGKILLed at the deadline)" if emu.killed else ""))
+        say("extension exited with %d%s" % (code, " (SIGKILLed at the deadline)" if emu.killed else ""))
     if remote:
         got = remote.requests
         print("the recording remote received %d uploads, %d bytes" % (
