@@ -124,7 +124,12 @@ class SelfProfiling(DevModeCase):
                          PYROSCOPE_LOG_LEVEL="debug")
         ext.wait_for_log(r"self-profiling.*upload_every_ms=1000")
         self.assertTrue(caught_signals(ext.proc.pid) & SIGPROF_BIT, "no SIGPROF handler")
-        sent = load(self.port, 3.0, body=b"p" * 65536)  # larger bodies: more time in our code
+        # Load until the extension has used a second of CPU (about 100 samples): on a loaded
+        # machine 3 s of load may give it only 0.4 s, too few samples to be sure to catch our
+        # code in the dev build, whose Debian libraries have no frame pointers. Bounded: 15 s.
+        sent, deadline = 0, time.monotonic() + 15
+        while not sent or (cpu_seconds(ext.proc.pid) < 1.0 and time.monotonic() < deadline):
+            sent += load(self.port, 1.5, body=b"p" * 65536)  # larger bodies: more time in our code
         self.assertGreater(sent, 50)
         self.wait_profiles(1)
         cpu = cpu_seconds(ext.proc.pid)

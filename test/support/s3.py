@@ -152,6 +152,9 @@ class S3Server:
                 return self.rfile.read(n) if n else b""
 
             def _answer(self, status, body=b"", ctype="application/xml", extra=()):
+                # Stamped before the first byte leaves: a client may act on the answer (the
+                # extension's next /event/next) before this thread runs again.
+                self._answered_at = time.monotonic()
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
@@ -172,6 +175,7 @@ class S3Server:
                     self.end_headers()
                 body = self._body() if self.command == "PUT" else b""
                 headers = list(self.headers.items())
+                self._answered_at = None
                 rec = {"arrived": time.monotonic(), "method": self.command, "path": self.path,
                        "headers": {k.lower(): v for k, v in headers}, "body": body,
                        "status": 0, "error": None, "answered": None}
@@ -179,7 +183,7 @@ class S3Server:
                     time.sleep(server.delay)
                 status, err = server._serve(self, rec, headers, body)
                 rec["status"], rec["error"] = status, err
-                rec["answered"] = time.monotonic()
+                rec["answered"] = self._answered_at or time.monotonic()
                 with server.cond:
                     server.requests.append(rec)
                     server.cond.notify_all()
