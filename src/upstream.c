@@ -49,6 +49,7 @@ struct upstream {
     struct queue *q;
     const struct config *c;
     CURLM *multi;
+    CURLSH *share; /* one TLS session cache and one DNS cache for every transfer */
     uv_timer_t timer;
     struct poll_ctx *polls;
     struct transfer *active_list;
@@ -290,6 +291,18 @@ static void configure_easy(struct upstream *u, struct transfer *t)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->err);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+    curl_easy_setopt(e, CURLOPT_SHARE, u->share);
+    if (strncmp(r->url, "https:", 6) == 0) {
+        /* HTTP/2 if the remote offers it in ALPN, else HTTP/1.1. A transfer that finds a
+         * connection to the same remote still connecting waits for its ALPN answer instead of
+         * opening its own: a burst after a thaw then shares one connection and one handshake. */
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    } else {
+        /* Cleartext: no ALPN to ask, and a waiting transfer would queue behind a whole
+         * HTTP/1.1 exchange. */
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    }
     if (r->fresh_connection)
         curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -364,6 +377,22 @@ static void on_kick(void *ud)
 
 enum outcome { DELIVERED, RETRYING, FAILED };
 
+static const char *http_version(CURL *e)
+{
+    long v = 0;
+    curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &v);
+    switch (v) {
+    case CURL_HTTP_VERSION_1_0:
+        return "1.0";
+    case CURL_HTTP_VERSION_1_1:
+        return "1.1";
+    case CURL_HTTP_VERSION_2_0:
+        return "2";
+    default:
+        return "?";
+    }
+}
+
 static void log_outcome(struct transfer *t, CURLcode rc, long status, enum outcome how,
                         uint64_t retry_in_ms)
 {
@@ -373,8 +402,9 @@ static void log_outcome(struct transfer *t, CURLcode rc, long status, enum outco
     uint64_t ms = uv_now(t->u->loop) - t->started_ms;
     if (how == DELIVERED) {
         log_debug("upload relayed", LKI("id", r->id) LKS("to", req_destination(r)) LKS("url", url)
-                                        LKI("status", status) LKI("duration_ms", ms)
-                                            LKI("bytes", r->body_len) LKI("attempts", r->attempts));
+                                        LKI("status", status) LKS("http", http_version(t->easy))
+                                            LKI("duration_ms", ms) LKI("bytes", r->body_len)
+                                                LKI("attempts", r->attempts));
         return;
     }
     const char *error = rc != CURLE_OK ? (t->err[0] ? t->err : curl_easy_strerror(rc)) : "";
@@ -512,6 +542,22 @@ static void probe_ca(struct upstream *u)
                                " /etc/ssl/cert.pem"));
 }
 
+/* Without a share, curl keeps the TLS sessions of each easy handle apart: of five transfers
+ * reconnecting after a thaw, only the one that made the session could resume it. The loop is our
+ * only thread, so the share needs no lock callbacks. */
+static CURLSH *share_new(void)
+{
+    CURLSH *s = curl_share_init();
+    if (!s)
+        return NULL;
+    if (curl_share_setopt(s, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
+        curl_share_setopt(s, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK) {
+        curl_share_cleanup(s);
+        return NULL;
+    }
+    return s;
+}
+
 struct upstream *upstream_new(uv_loop_t *loop, struct queue *q, const struct config *c)
 {
     struct upstream *u = calloc(1, sizeof(*u));
@@ -531,8 +577,16 @@ struct upstream *upstream_new(uv_loop_t *loop, struct queue *q, const struct con
     curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
     curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)c->num_workers);
     curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, (long)c->num_workers);
+    u->share = share_new();
+    if (!u->share) {
+        log_error("curl_share_init failed", );
+        curl_multi_cleanup(u->multi);
+        free(u);
+        return NULL;
+    }
     uv_timer_init(loop, &u->timer);
     u->timer.data = u;
     uv_timer_init(loop, &u->retry_timer);
@@ -578,6 +632,8 @@ void upstream_close(struct upstream *u, void (*done)(void *ud), void *ud)
     /* Cleanup closes the kept-alive connections; curl may report their sockets as removed. */
     curl_multi_cleanup(u->multi);
     u->multi = NULL;
+    curl_share_cleanup(u->share); /* after every easy handle that used it is gone */
+    u->share = NULL;
     while (u->polls)
         poll_close(u->polls);
     uv_timer_stop(&u->timer);
