@@ -28,6 +28,8 @@ if(PLE_STATIC_PREFIX)
     find_library(PLE_STATIC_${l}_LIBRARY NAMES ${l} REQUIRED)
     set_property(TARGET ple::curl APPEND PROPERTY INTERFACE_LINK_LIBRARIES "${PLE_STATIC_${l}_LIBRARY}")
   endforeach()
+  # src/upstream.c shares one parsed CA store between wolfSSL's per-connection contexts.
+  set_property(TARGET ple::curl APPEND PROPERTY INTERFACE_COMPILE_DEFINITIONS PLE_CURL_WOLFSSL)
 endif()
 
 include(${CMAKE_CURRENT_LIST_DIR}/Llhttp.cmake)

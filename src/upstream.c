@@ -11,6 +11,10 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#ifdef PLE_CURL_WOLFSSL
+#include <wolfssl/options.h> /* first: the options wolfSSL was built with */
+#include <wolfssl/ssl.h>
+#endif
 
 #include "log.h"
 #include "retry.h"
@@ -59,6 +63,10 @@ struct upstream {
     uint32_t rng;
     size_t active, max_active;
     const char *ca_file, *ca_path;
+#ifdef PLE_CURL_WOLFSSL
+    WOLFSSL_X509_STORE *ca_store; /* the CA bundle, parsed once (ca_store_attach) */
+    bool ca_store_failed;         /* logged once */
+#endif
     int open_handles; /* uv handles not yet closed; the struct is freed when it reaches 0 */
     bool closing;
     void (*done)(void *);
@@ -276,6 +284,58 @@ static void set_method_and_body(CURL *e, struct transfer *t)
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
 }
 
+#ifdef PLE_CURL_WOLFSSL
+/* curl 7.88 gives wolfSSL a fresh context per connection and would parse the whole CA bundle into
+ * each: about 3 ms of CPU for a system bundle of 145 certificates, on every reconnect after a
+ * thaw, more than the handshake itself. The bundle is parsed once, at the first https connection
+ * (not at start: cold start stays free of it), into one store that every connection's context
+ * shares; wolfSSL counts the references. */
+static CURLcode ca_store_attach(CURL *e, void *ssl_ctx, void *ud)
+{
+    struct upstream *u = ud;
+    (void)e;
+    if (!u->ca_store) {
+        WOLFSSL_X509_STORE *s = wolfSSL_X509_STORE_new();
+        if (!s)
+            return CURLE_OUT_OF_MEMORY;
+        if (wolfSSL_X509_STORE_load_locations(s, u->ca_file, u->ca_path) != WOLFSSL_SUCCESS) {
+            wolfSSL_X509_STORE_free(s);
+            if (!u->ca_store_failed)
+                log_error("CA certificates cannot be loaded; https uploads will fail",
+                          LKS("file", u->ca_file ? u->ca_file : "")
+                              LKS("dir", u->ca_path ? u->ca_path : ""));
+            u->ca_store_failed = true;
+            return CURLE_SSL_CACERT_BADFILE;
+        }
+        u->ca_store = s;
+    }
+    if (wolfSSL_X509_STORE_up_ref(u->ca_store) != WOLFSSL_SUCCESS)
+        return CURLE_OUT_OF_MEMORY;
+    wolfSSL_CTX_set_cert_store(ssl_ctx, u->ca_store); /* takes the reference just made */
+    if (wolfSSL_CTX_get_cert_store(ssl_ctx) != u->ca_store) {
+        wolfSSL_X509_STORE_free(u->ca_store);
+        return CURLE_OUT_OF_MEMORY;
+    }
+    return CURLE_OK;
+}
+#endif
+
+static void set_ca(CURL *e, struct upstream *u)
+{
+#ifdef PLE_CURL_WOLFSSL
+    if (u->ca_file || u->ca_path) {
+        curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ca_store_attach);
+        curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, u);
+    }
+#else
+    /* Debian's libcurl (OpenSSL) keeps the parsed bundle in the multi handle already. */
+    if (u->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
+    if (u->ca_path)
+        curl_easy_setopt(e, CURLOPT_CAPATH, u->ca_path);
+#endif
+}
+
 static void configure_easy(struct upstream *u, struct transfer *t)
 {
     CURL *e = t->easy;
@@ -307,10 +367,7 @@ static void configure_easy(struct upstream *u, struct transfer *t)
         curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (u->ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
-    if (u->ca_path)
-        curl_easy_setopt(e, CURLOPT_CAPATH, u->ca_path);
+    set_ca(e, u);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
     if (r->sign) {
@@ -634,6 +691,11 @@ void upstream_close(struct upstream *u, void (*done)(void *ud), void *ud)
     u->multi = NULL;
     curl_share_cleanup(u->share); /* after every easy handle that used it is gone */
     u->share = NULL;
+#ifdef PLE_CURL_WOLFSSL
+    if (u->ca_store) /* every connection's context, which held a reference, is freed */
+        wolfSSL_X509_STORE_free(u->ca_store);
+    u->ca_store = NULL;
+#endif
     while (u->polls)
         poll_close(u->polls);
     uv_timer_stop(&u->timer);
