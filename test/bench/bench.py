@@ -1046,7 +1046,7 @@ def run_realnet(args):
     if not binaries:
         binaries = [("extension", ensure_binary())]
     rtts = [int(x) for x in args.rtt.split(",") if x]
-    res = realnet.run(binaries, rtts, args.reps, args.keep)
+    res = realnet.run(binaries, rtts, args.reps, args.keep, args.small_ca)
     res["time"] = datetime.datetime.now().isoformat(timespec="seconds")
     res["host"] = host_info()
     res["binary_bytes"] = {label: os.path.getsize(path) for label, path in binaries}
@@ -1089,6 +1089,8 @@ def main():
                     help="the real-network section only: HTTPS through a delay proxy (realnet.py)")
     ap.add_argument("--rtt", default="40,80", help="--realnet: RTTs in ms, comma-separated")
     ap.add_argument("--reps", type=int, default=5, help="--realnet: repetitions per scenario")
+    ap.add_argument("--small-ca", action="store_true",
+                    help="--realnet: SSL_CERT_FILE holds the test CA only, not the system's bundle too")
     ap.add_argument("--bin", action="append", default=[], metavar="LABEL=PATH",
                     help="--realnet: a binary to measure (repeatable; default: PLE_BINARY or build/)")
     args = ap.parse_args()

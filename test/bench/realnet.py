@@ -297,7 +297,7 @@ def summarize(rows):
     return out
 
 
-def run(binaries, rtts_ms, reps, keep=False):
+def run(binaries, rtts_ms, reps, keep=False, small_ca=False):
     """binaries: [(label, path)]. Returns the section's results (JSON-able)."""
     if not shutil.which("openssl"):
         raise RuntimeError("the openssl command is needed (apt-get install openssl)")
@@ -315,7 +315,7 @@ def run(binaries, rtts_ms, reps, keep=False):
         make_ca_and_cert(cert_dir, "localhost", "DNS:localhost,IP:127.0.0.1")
         bundle = os.path.join(cert_dir, "bundle.pem")
         with open(bundle, "wb") as out:
-            if os.path.exists(SYSTEM_CA):
+            if os.path.exists(SYSTEM_CA) and not small_ca:
                 with open(SYSTEM_CA, "rb") as f:
                     out.write(f.read())
             with open(os.path.join(cert_dir, "ca.pem"), "rb") as f:
