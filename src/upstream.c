@@ -62,6 +62,7 @@ struct upstream {
     uv_timer_t retry_timer;
     uint32_t rng;
     size_t active, max_active;
+    size_t burst_bytes; /* body bytes of this burst's transfers that wait for one connection */
     const char *ca_file, *ca_path;
 #ifdef PLE_CURL_WOLFSSL
     WOLFSSL_X509_STORE *ca_store; /* the CA bundle, parsed once (ca_store_attach) */
@@ -338,6 +339,26 @@ static void set_ca(CURL *e, struct upstream *u)
 #endif
 }
 
+/* A transfer that finds a connection to the remote still connecting waits for its ALPN answer
+ * and then shares it (HTTP/2) instead of opening its own: a burst after a thaw pays one handshake.
+ * But a new HTTP/2 connection may carry only 64 KiB of bodies until the server's first window
+ * update arrives, one round trip after the handshake (RFC 9113, 6.9.2). So the first 64 KiB of a
+ * burst wait for the first connection, and the uploads past it open a connection of their own
+ * (resuming the TLS session) rather than wait that round trip: measured with five 17 KiB uploads
+ * 40 ms away, 4.0 RTT on one connection, against 2.6 RTT. Once the remote is known to speak
+ * HTTP/2, curl multiplexes on the live connections whether or not a transfer waits. */
+#define H2_FIRST_WINDOW 65535
+
+static bool pipewait(struct upstream *u, size_t body_len)
+{
+    if (u->active == 0) /* nothing in flight: a new burst */
+        u->burst_bytes = 0;
+    if (u->burst_bytes + body_len > H2_FIRST_WINDOW)
+        return false;
+    u->burst_bytes += body_len;
+    return true;
+}
+
 static void configure_easy(struct upstream *u, struct transfer *t)
 {
     CURL *e = t->easy;
@@ -355,11 +376,9 @@ static void configure_easy(struct upstream *u, struct transfer *t)
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
     curl_easy_setopt(e, CURLOPT_SHARE, u->share);
     if (strncmp(r->url, "https:", 6) == 0) {
-        /* HTTP/2 if the remote offers it in ALPN, else HTTP/1.1. A transfer that finds a
-         * connection to the same remote still connecting waits for its ALPN answer instead of
-         * opening its own: a burst after a thaw then shares one connection and one handshake. */
+        /* HTTP/2 if the remote offers it in ALPN, else HTTP/1.1. */
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, pipewait(u, r->body_len) ? 1L : 0L);
     } else {
         /* Cleartext: no ALPN to ask, and a waiting transfer would queue behind a whole
          * HTTP/1.1 exchange. */

@@ -1,7 +1,8 @@
 """HTTP/2 to an https remote that offers it, through nginx (test/support/nginx_tls.py): a burst of
-uploads shares one connection and one TLS handshake (multiplexing, and CURLOPT_PIPEWAIT making
-the later transfers wait for the first connection's ALPN answer), and a reconnect after the
-remote closed the idle connection resumes the TLS session kept in the share handle. Every upload
+uploads that fits HTTP/2's first 64 KiB window shares one connection and one TLS handshake
+(multiplexing, and CURLOPT_PIPEWAIT making the later transfers wait for the first connection's
+ALPN answer), a larger burst opens a second connection for what does not fit, and a reconnect
+after the remote closed the idle connection resumes the TLS session kept in the share handle. Every upload
 arrives exactly once. (HTTP/1.1 over TLS, the fallback, is test_tls.py: the Python remote offers
 no h2.) Skipped when nginx is not installed (test/install-deps.sh installs nginx-light)."""
 import os
@@ -12,6 +13,7 @@ import threading
 import time
 import unittest
 
+from delay_proxy import DelayProxy
 from harness import BINARY, Extension, free_port
 from nginx_tls import NginxTlsSink, nginx_path
 from tlsca import make_ca_and_cert
@@ -29,15 +31,15 @@ def links_openssl(binary):
     return "libssl" in out
 
 
-def established_to(port):
-    """Established TCP connections whose local port is `port` (the server side), from
-    /proc/net/tcp."""
+def established(port):
+    """Established TCP connections from or to `port` on this host, from /proc/net/tcp."""
     n = 0
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:
             fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+            ends = (fields[1], fields[2])
+            if fields[3] == "01" and any(int(e.rsplit(":", 1)[1], 16) == port for e in ends):
                 n += 1
     return n
 
@@ -60,6 +62,9 @@ class Http2Test(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.work, True)
         self.sink = NginxTlsSink(self.work, self.dir, keepalive_s=1)
         self.addCleanup(self.sink.close)
+        # 100 ms away: a burst reaches the relay well before the first connection is up.
+        self.proxy = DelayProxy(self.sink.port, 0.05)
+        self.addCleanup(self.proxy.close)
         self.seq = 0
 
     def start(self, remote):
@@ -70,8 +75,9 @@ class Http2Test(unittest.TestCase):
         self.addCleanup(ext.kill)
         return ext
 
-    def burst(self, n):
-        """n uploads posted at once (one client thread each); returns their sequence numbers."""
+    def burst(self, n, size=12000):
+        """n uploads of `size` bytes posted at once (one client thread each); returns their
+        sequence numbers."""
         seqs = list(range(self.seq + 1, self.seq + n + 1))
         self.seq += n
         answers = {}
@@ -79,7 +85,7 @@ class Http2Test(unittest.TestCase):
         def one(s):
             try:
                 answers[s] = http_exchange(self.port, post("/ingest?name=app.cpu&seq=%d" % s,
-                                                           os.urandom(20000)))[0].status
+                                                           os.urandom(size)))[0].status
             except Exception as e:  # reported below with the others
                 answers[s] = repr(e)
         threads = [threading.Thread(target=one, args=(s,)) for s in seqs]
@@ -91,8 +97,10 @@ class Http2Test(unittest.TestCase):
         return seqs
 
     def wait_remote_closed(self, timeout=10.0):
+        """Until nginx has closed the idle connection and the close has crossed the proxy to the
+        extension's socket (no connection to either port established any more)."""
         deadline = time.monotonic() + timeout
-        while established_to(self.sink.port):
+        while established(self.sink.port) or established(self.proxy.port):
             self.assertLess(time.monotonic(), deadline, "nginx kept the idle connection open")
             time.sleep(0.02)
 
@@ -118,16 +126,25 @@ class Http2Test(unittest.TestCase):
         self.assertNotEqual(recs2[0]["conn"], recs[0]["conn"])
         if not links_openssl(self.binary):
             self.assertEqual({r["reused"] for r in recs2}, {"r"}, "the reconnect resumed no TLS session")
+        # Past HTTP/2's first 64 KiB window, the rest of a burst opens its own connection (resumed)
+        # instead of waiting a round trip for the server's window update.
+        self.wait_remote_closed()
+        big = self.burst(5, 20000)
+        recs3 = self.sink.wait_seqs(big)
+        conns = {r["conn"] for r in recs3}
+        self.assertTrue(2 <= len(conns) <= 3, recs3)
+        per_conn = [sum(r["conn"] == c for r in recs3) for c in conns]
+        self.assertGreaterEqual(max(per_conn), 3, recs3)  # 60 kB waited for the first one
         ext.signal_term()
         self.assertEqual(ext.wait_exit(10), 0)
-        ext.wait_for_log(r'msg="shutdown summary" accepted=10 relayed=10 failed=0 ')
-        self.assert_once(first + again)
+        ext.wait_for_log(r'msg="shutdown summary" accepted=15 relayed=15 failed=0 ')
+        self.assert_once(first + again + big)
 
     def test_burst_shares_one_connection_and_reconnect_resumes(self):
-        self.check_burst_and_resumption(self.sink.url)
+        self.check_burst_and_resumption("https://localhost:%d" % self.proxy.port)
 
     def test_remote_given_by_ip_address(self):
-        self.check_burst_and_resumption("https://127.0.0.1:%d" % self.sink.port)
+        self.check_burst_and_resumption("https://127.0.0.1:%d" % self.proxy.port)
 
 
 if __name__ == "__main__":
