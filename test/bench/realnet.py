@@ -27,7 +27,6 @@ The remote is named by host name (localhost, resolved by the extension) and veri
 bundle of the system's CA certificates plus the test CA (SSL_CERT_FILE), so that loading a real
 bundle is part of the cost, as it is in Lambda."""
 
-import asyncio
 import collections
 import http.client
 import os
@@ -36,10 +35,10 @@ import signal
 import socket
 import ssl
 import statistics
-import threading
 import time
 
-from bench import DevExtension, free_port, log, make_bodies, parse_summary, spawn
+from bench import DevExtension, log, make_bodies, parse_summary, spawn
+from delay_proxy import DelayProxy
 from nginx_tls import NginxTlsSink
 from tlsca import make_ca_and_cert
 
@@ -47,111 +46,6 @@ SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 FREEZE_S = 3.0
 KEEPALIVE_S = 2
 BURST = 5
-
-
-class DelayProxy:
-    """A TCP proxy on 127.0.0.1 that delays each direction by one_way seconds (asyncio, in a thread
-    of its own). Order is kept per direction: one sender per direction sends each chunk at its
-    due time."""
-
-    def __init__(self, target_port, one_way):
-        self.target_port = target_port
-        self.one_way = one_way
-        self.port = free_port()
-        self.connections = 0
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        if not self._ready.wait(5):
-            raise RuntimeError("the delay proxy did not start")
-
-    def _run(self):
-        asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._accept, "127.0.0.1", self.port))
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _pump(self, reader, writer, first_not_before):
-        """Copies reader to writer, each chunk one_way after it was read (and the first not
-        before first_not_before); EOF too."""
-        q = collections.deque()
-        more = asyncio.Event()
-
-        async def send():
-            while True:
-                while not q:
-                    more.clear()
-                    await more.wait()
-                due, chunk = q.popleft()
-                delay = due - self._loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if chunk is None:
-                    try:
-                        writer.write_eof()
-                    except OSError:
-                        pass
-                    return
-                writer.write(chunk)
-                try:
-                    await writer.drain()
-                except OSError:
-                    return
-
-        sender = asyncio.ensure_future(send())
-        try:
-            while True:
-                try:
-                    chunk = await reader.read(65536)
-                except OSError:
-                    chunk = b""
-                now = self._loop.time()
-                due = max(now, first_not_before or 0) + self.one_way
-                first_not_before = None
-                q.append((due, chunk or None))
-                more.set()
-                if not chunk:
-                    break
-            await sender
-        finally:
-            sender.cancel()
-
-    async def _accept(self, c_reader, c_writer):
-        self.connections += 1
-        # The kernel answered the client's SYN at once: a real network would have made it wait one
-        # RTT before its first bytes could leave. Hold them that much longer.
-        syn_rtt_until = self._loop.time() + 2 * self.one_way
-        try:
-            s_reader, s_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            c_writer.close()
-            return
-        # No Nagle: a small chunk must leave at its due time, not wait for a delayed ACK.
-        for w in (c_writer, s_writer):
-            w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            await asyncio.gather(self._pump(c_reader, s_writer, syn_rtt_until),
-                                 self._pump(s_reader, c_writer, None))
-        finally:
-            for w in (c_writer, s_writer):
-                try:
-                    w.close()
-                except OSError:
-                    pass
-
-    def close(self):
-        async def shut():
-            self._server.close()
-            tasks = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._loop.stop()
-        asyncio.run_coroutine_threadsafe(shut(), self._loop)
-        self._thread.join(5)
-        self._loop.close()
 
 
 def task_cpu_ns(pid):
@@ -328,7 +222,8 @@ def run(binaries, rtts_ms, reps, keep=False, small_ca=False):
                 by = {}
                 floor = []
                 for i in range(reps):
-                    floor.append(floor_once(proxy, sink, bundle, raw_body, 10_000_000 + i, rtt))
+                    floor.append(floor_once(proxy, sink, bundle, raw_body,
+                                            10_000_000 + 1000 * rtts_ms.index(rtt) + i, rtt))
                 by["floor"] = {"floor": summarize(floor)}
                 for label, path in binaries:
                     up = Uploader(body)
