@@ -6,7 +6,9 @@ number, which is how tests and the benchmark count uploads and connections.
 
 It reads each body whole before answering 200, as a Pyroscope server does (proxy_pass to a
 second server in the same nginx that answers 200): with a bare "return 200", nginx answers an
-HTTP/2 upload at its headers and resets the stream, which curl 7.88 reports as a stream error."""
+HTTP/2 upload at its headers and resets the stream, which curl 7.88 reports as a stream error.
+The two servers talk over a unix socket: over loopback TCP, nginx's upstream writes (headers, then
+body) meet Nagle and a delayed ACK, and some requests were logged 40 ms late."""
 
 import os
 import shutil
@@ -49,16 +51,16 @@ http {
   client_max_body_size 64m; keepalive_timeout %(ka)ds;
   ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets on;
   ssl_session_cache shared:ple:1m; ssl_session_timeout 10m;
-  upstream back { server 127.0.0.1:%(back)d; keepalive 16; }
+  upstream back { server unix:%(d)s/back.sock; keepalive 16; }
   server {
     listen 127.0.0.1:%(port)d ssl http2;
     ssl_certificate %(c)s/srv.pem; ssl_certificate_key %(c)s/srv.key;
     location / { proxy_pass http://back; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
-  server { listen 127.0.0.1:%(back)d; access_log off; keepalive_timeout 300s;
+  server { listen unix:%(d)s/back.sock; access_log off; keepalive_timeout 300s;
            location / { return 200; } }
 }
-""" % {"d": d, "port": self.port, "back": _free_port(), "c": cert_dir, "ka": keepalive_s})
+""" % {"d": d, "port": self.port, "c": cert_dir, "ka": keepalive_s})
         open(self.log, "w").close()
         self.proc = spawn([nginx_path(), "-e", os.path.join(d, "error.log"), "-p", d, "-c", conf],
                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
