@@ -54,7 +54,7 @@ ZIP := dist/$(NAME)-$(ARCH).zip
 DEPS := PLE_LAYER_DIR=$(CURDIR)/$(B) PLE_MUSL=$(MUSL) bash cmake/layer/deps.sh
 STRIP := $(if $(filter arm64,$(ARCH)),aarch64-linux-gnu-strip,strip)
 
-LIBS := mbedtls cares uv jansson curl
+LIBS := wolfssl nghttp2 cares uv jansson curl
 BASE := $(if $(filter source,$(MUSL)),musl,)
 built = $(B)/deps/$(1).version
 fetched = $(SRC)/$(1).version
@@ -74,10 +74,10 @@ $(foreach n,musl $(LIBS),$(eval $(SRC)/$(n).version: $(wildcard cmake/layer/patc
 
 $(call built,musl): $(call fetched,musl) $(B)/setup.stamp
 	+$(DEPS) build $(ARCH) musl
-$(foreach l,mbedtls cares uv jansson,$(call built,$(l))): $(B)/deps/%.version: $(SRC)/%.version \
+$(foreach l,wolfssl nghttp2 cares uv jansson,$(call built,$(l))): $(B)/deps/%.version: $(SRC)/%.version \
     $(B)/setup.stamp $(foreach b,$(BASE),$(call built,$(b)))
 	+$(DEPS) build $(ARCH) $*
-$(call built,curl): $(call fetched,curl) $(call built,mbedtls) $(call built,cares)
+$(call built,curl): $(call fetched,curl) $(call built,wolfssl) $(call built,nghttp2) $(call built,cares)
 	+$(DEPS) build $(ARCH) curl
 
 # Our code, through the project's CMakeLists.txt and the layer's toolchain file.

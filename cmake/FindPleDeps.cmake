@@ -24,10 +24,12 @@ ple_find_lib(curl curl/curl.h curl libcurl4-openssl-dev)
 # The static layer build (layer.mk with cmake/layer/toolchain.cmake) finds everything in
 # PLE_STATIC_PREFIX only; its libcurl.a needs the TLS library and the resolver it was built with.
 if(PLE_STATIC_PREFIX)
-  foreach(l mbedtls mbedx509 mbedcrypto cares)
+  foreach(l nghttp2 wolfssl cares)
     find_library(PLE_STATIC_${l}_LIBRARY NAMES ${l} REQUIRED)
     set_property(TARGET ple::curl APPEND PROPERTY INTERFACE_LINK_LIBRARIES "${PLE_STATIC_${l}_LIBRARY}")
   endforeach()
+  # src/upstream.c shares one parsed CA store between wolfSSL's per-connection contexts.
+  set_property(TARGET ple::curl APPEND PROPERTY INTERFACE_COMPILE_DEFINITIONS PLE_CURL_WOLFSSL)
 endif()
 
 include(${CMAKE_CURRENT_LIST_DIR}/Llhttp.cmake)

@@ -8,11 +8,13 @@ PACKAGES=(
   libuv1-dev libcurl4-openssl-dev libjansson-dev node-llhttp
   python3 nodejs npm wrk openssl clang libclang-rt-14-dev
   awscli
+  nginx-light
 )
 
-# test/bench/bench.py needs more: a sink and the profilers (install-deps.sh --bench).
+# nginx-light: the HTTP/2 + TLS 1.3 remote of test_http2.py and the benchmark's sinks.
+# test/bench/bench.py needs more: the profilers (install-deps.sh --bench).
 if [ "${1:-}" = "--bench" ]; then
-  PACKAGES+=(nginx-light strace valgrind linux-perf)
+  PACKAGES+=(strace valgrind linux-perf)
 fi
 
 missing=()

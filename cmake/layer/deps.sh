@@ -20,8 +20,8 @@ jobs=$(nproc)
 
 PLE_CFLAGS="-O2 -fno-omit-frame-pointer -ffunction-sections -fdata-sections"
 # Source packages: the Debian (bookworm) name of each dependency.
-declare -A SOURCE=([musl]=musl [mbedtls]=mbedtls [cares]=c-ares [uv]=libuv1 [jansson]=jansson
-                   [curl]=curl)
+declare -A SOURCE=([musl]=musl [wolfssl]=wolfssl [nghttp2]=nghttp2 [cares]=c-ares [uv]=libuv1
+                   [jansson]=jansson [curl]=curl)
 
 die() { echo "layer: $*" >&2; exit 1; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -66,7 +66,8 @@ arch_vars() {
 }
 
 packages_for() {
-  local p=(musl-tools dpkg-dev xz-utils patch zip binutils cmake make node-llhttp)
+  local p=(musl-tools dpkg-dev xz-utils patch zip binutils cmake make node-llhttp
+           autoconf automake libtool)
   [ "$1" = arm64 ] && p+=(gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu linux-libc-dev-arm64-cross
                           qemu-user-static)
   echo "${p[@]}"
@@ -184,9 +185,11 @@ cmd_build() {
   local name=$2
   case "$name" in
     musl) build_musl ;;
-    mbedtls)
-      cmake_dep mbedtls -DENABLE_PROGRAMS=OFF -DENABLE_TESTING=OFF -DGEN_FILES=OFF \
-        -DUSE_SHARED_MBEDTLS_LIBRARY=OFF -DUSE_STATIC_MBEDTLS_LIBRARY=ON -DMBEDTLS_FATAL_WARNINGS=OFF
+    wolfssl) build_wolfssl ;;
+    nghttp2)
+      # The library only (no tools, no Python, no libev), static.
+      cmake_dep nghttp2 -DENABLE_LIB_ONLY=ON -DENABLE_STATIC_LIB=ON -DENABLE_SHARED_LIB=OFF \
+        -DENABLE_DOC=OFF -DENABLE_FAILMALLOC=OFF -DWITH_JEMALLOC=OFF
       ;;
     cares)
       cmake_dep cares -DCARES_STATIC=ON -DCARES_SHARED=OFF -DCARES_BUILD_TOOLS=OFF \
@@ -203,7 +206,7 @@ cmd_build() {
     *) die "unknown dependency '$name'" ;;
   esac
   case "$name" in
-    musl|curl) ;;
+    musl|curl|wolfssl) ;;
     uv)
       # libuv installs its shared library too; build and install the static one by hand.
       (cd "$build/deps/uv" && sub_make uv_a >>"$build/deps/uv.log" 2>&1) ||
@@ -222,9 +225,38 @@ cmd_build() {
   cp "$src_dir/$name.version" "$build/deps/$name.version"
 }
 
-# curl: HTTP and HTTPS (mbedTLS), proxies, IPv6, AWS SigV4; c-ares resolves on the loop's
-# thread (no threaded resolver). No compiled-in CA bundle or path: the extension finds the
-# bundle of the system it runs on and sets CURLOPT_CAINFO.
+# wolfSSL with what a TLS 1.2/1.3 client needs and no more: session tickets (TLS 1.3
+# resumption), ALPN (HTTP/2), SNI, IP addresses in subjectAltName (a remote given by address),
+# X25519 and P-256. The single-precision maths with its assembly for x86_64 and aarch64 for P-256
+# and RSA-2048 only, the keys a handshake meets (several times faster than the generic maths,
+# which still does every other size); SP's tables for P-384 and P-521 alone weigh 1 MB. The
+# OpenSSL compatibility layer: curl 7.88 reaches wolfSSL's SHA-256 and MD5 (SigV4, digest auth)
+# through it. No threads (--enable-singlethreaded: the loop is our only thread). The random seed
+# comes from getrandom(), not /dev/urandom, which an empty root or a sandbox may lack. The source
+# package ships no configure script: autoreconf makes it, as Debian's build does.
+build_wolfssl() {
+  local b="$build/deps/wolfssl"
+  rm -rf "$b"
+  cp -a "$src_dir/wolfssl" "$b"   # autoreconf writes into the tree; keep the fetched one clean
+  local opts=(
+    --host="$host" --prefix="$prefix" --disable-shared --enable-static --with-pic=no
+    --disable-dependency-tracking --disable-silent-rules
+    --enable-tls13 --enable-tlsv12 --disable-oldtls --enable-session-ticket --enable-alpn
+    --enable-sni --enable-ip-alt-name --enable-supportedcurves --enable-curve25519 --enable-ecc
+    --enable-sp=ec256,rsa2048 --enable-sp-asm --enable-singlethreaded --enable-opensslextra
+    --disable-examples --disable-crypttests --disable-benchmark --disable-des3 --disable-sys-ca-certs
+  )
+  (cd "$b" && autoreconf -fi >"$b.log" 2>&1 &&
+     CC="$cc" AR="${cross}ar" RANLIB="${cross}ranlib" CFLAGS="$cflags -DWOLFSSL_GETRANDOM" \
+       LDFLAGS="$ldflags" ./configure "${opts[@]}" >>"$b.log" 2>&1) ||
+    { tail -40 "$b.log"; die "wolfssl: configure failed (log: $b.log)"; }
+  (cd "$b" && sub_make >>"$b.log" 2>&1 && make install >>"$b.log" 2>&1) ||
+    { tail -40 "$b.log"; die "wolfssl: build failed (log: $b.log)"; }
+}
+
+# curl: HTTP/1.1 and HTTP/2 (nghttp2), HTTPS (wolfSSL), proxies, IPv6, AWS SigV4; c-ares
+# resolves on the loop's thread (no threaded resolver). No compiled-in CA bundle or path: the
+# extension finds the bundle of the system it runs on and sets CURLOPT_CAINFO.
 build_curl() {
   local b="$build/deps/curl"
   rm -rf "$b"
@@ -232,7 +264,7 @@ build_curl() {
   local opts=(
     --host="$host" --prefix="$prefix" --disable-shared --enable-static --with-pic=no
     --disable-dependency-tracking --disable-silent-rules --disable-debug --disable-curldebug
-    --with-mbedtls="$prefix" --without-openssl --without-gnutls --without-wolfssl --without-bearssl
+    --with-wolfssl="$prefix" --with-nghttp2="$prefix" --without-mbedtls --without-openssl --without-gnutls --without-bearssl
     --without-rustls --without-nss
     --enable-ares="$prefix" --disable-threaded-resolver --disable-pthreads
     --enable-http --enable-proxy --enable-ipv6 --enable-http-auth --enable-dateparse
@@ -242,7 +274,7 @@ build_curl() {
     --disable-cookies --disable-ntlm --disable-ntlm-wb --disable-tls-srp --disable-unix-sockets
     --disable-doh --disable-mime --disable-netrc --disable-progress-meter --disable-alt-svc
     --disable-hsts --disable-headers-api --disable-get-easy-options --disable-sspi
-    --without-libpsl --without-brotli --without-zstd --without-zlib --without-nghttp2
+    --without-libpsl --without-brotli --without-zstd --without-zlib
     --without-ngtcp2 --without-nghttp3 --without-quiche --without-msh3 --without-hyper
     --without-libidn2 --without-librtmp --without-libssh2 --without-libssh --without-wolfssh
     --without-libgsasl --without-gssapi --without-zsh-functions-dir --without-fish-functions-dir
@@ -268,7 +300,7 @@ cmd_versions() {
     echo "# musl: configured --with-malloc=oldmalloc"
   fi
   local n
-  for n in mbedtls cares uv jansson curl; do cat "$build/deps/$n.version"; done
+  for n in wolfssl nghttp2 cares uv jansson curl; do cat "$build/deps/$n.version"; done
   echo "node-llhttp $(dpkg-query -W -f='${Version}' node-llhttp) (llhttp sources from the binary package)"
   echo "# compiler: $(${cross:-x86_64-linux-gnu-}gcc --version | head -1)"
   echo "# extension: $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"

@@ -1031,6 +1031,33 @@ def print_report(res):
     for name, val, ok in checks:
         p("  [%s] %-58s %s" % ("met" if ok else "NOT met", name, val))
 
+# ---------------------------------------------------------------- --realnet
+
+
+def run_realnet(args):
+    import realnet
+    ensure_tools()
+    binaries = []
+    for b in args.bin:
+        label, _, path = b.partition("=")
+        if not path or not os.access(path, os.X_OK):
+            sys.exit("--bin %s: expected LABEL=PATH to an executable" % b)
+        binaries.append((label, os.path.abspath(path)))
+    if not binaries:
+        binaries = [("extension", ensure_binary())]
+    rtts = [int(x) for x in args.rtt.split(",") if x]
+    res = realnet.run(binaries, rtts, args.reps, args.keep, args.small_ca)
+    res["time"] = datetime.datetime.now().isoformat(timespec="seconds")
+    res["host"] = host_info()
+    res["binary_bytes"] = {label: os.path.getsize(path) for label, path in binaries}
+    realnet.print_report(res)
+    os.makedirs(OUT, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = os.path.join(OUT, "realnet-%s.json" % stamp)
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+    print("\nwritten: %s" % os.path.relpath(path, ROOT))
+
 # ---------------------------------------------------------------- --compare
 
 
@@ -1058,9 +1085,20 @@ def main():
     ap.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"))
     ap.add_argument("--profile", action="store_true",
                     help="profile the relay under a fixed load (callgrind, strace -c, perf)")
+    ap.add_argument("--realnet", action="store_true",
+                    help="the real-network section only: HTTPS through a delay proxy (realnet.py)")
+    ap.add_argument("--rtt", default="40,80", help="--realnet: RTTs in ms, comma-separated")
+    ap.add_argument("--reps", type=int, default=5, help="--realnet: repetitions per scenario")
+    ap.add_argument("--small-ca", action="store_true",
+                    help="--realnet: SSL_CERT_FILE holds the test CA only, not the system's bundle too")
+    ap.add_argument("--bin", action="append", default=[], metavar="LABEL=PATH",
+                    help="--realnet: a binary to measure (repeatable; default: PLE_BINARY or build/)")
     args = ap.parse_args()
     if args.compare:
         compare(*args.compare)
+        return
+    if args.realnet:
+        run_realnet(args)
         return
     if args.profile:
         import profile_relay

@@ -1,7 +1,8 @@
 """Proofs about the Lambda layer that `make -f layer.mk` built: the zip's layout, a static ELF
 (checked with readelf), the sizes, and that the binary alone in an otherwise empty root directory
-relays an upload byte for byte to a remote on 127.0.0.1, over http and https, exits 0 on SIGTERM,
-and idles in one thread and little memory.
+relays an upload byte for byte to a remote on 127.0.0.1, over http and https (by name and by IP
+address), exits 0 on SIGTERM, and idles in one thread and little memory; and, on the native
+architecture, HTTP/2 with one connection per burst and TLS resumption (test_http2.py).
 
 Run by `make -f layer.mk test [ARCH=arm64]`, which sets PLE_LAYER_ARCH, PLE_LAYER_ZIP and
 PLE_LAYER_BUILD. The empty root is entered with chroot as root, or `unshare -r --root` otherwise.
@@ -29,6 +30,7 @@ from remote import RecordingRemote  # noqa: E402
 from tlsca import make_ca_and_cert  # noqa: E402
 from hostname import HOST, private_hosts_prefix  # noqa: E402
 from test_hostname_remote import check_scenario  # noqa: E402
+import test_http2  # noqa: E402  (its class is run on the layer's binary below)
 
 ARCH = os.environ.get("PLE_LAYER_ARCH", "x86_64")
 ZIP = os.path.join(ROOT, os.environ.get("PLE_LAYER_ZIP", "dist/pyroscope-lambda-extension-%s.zip" % ARCH))
@@ -122,7 +124,7 @@ class LayerArtifactTest(Case):
                 self.assertEqual(z.read("extensions/" + NAME), f.read())
             versions = z.read("extensions/.%s.versions" % NAME).decode()
         report("versions", "\n    " + "\n    ".join(versions.strip().splitlines()))
-        for pkg in ("musl", "mbedtls", "c-ares", "libuv1", "jansson", "curl", "node-llhttp"):
+        for pkg in ("musl", "wolfssl", "nghttp2", "c-ares", "libuv1", "jansson", "curl", "node-llhttp"):
             self.assertRegex(versions, r"(?m)^%s \d[\w.+~:-]*-\w[\w.+~]*\b" % re.escape(pkg))
 
     def test_static_elf_without_interpreter_or_dynamic_section(self):
@@ -213,12 +215,11 @@ class EmptyRootTest(Case):
         report("threads", "%d%s" % (threads, " (of qemu)" if EMULATED else ""))
         return rss_kb, threads
 
-    @unittest.skipUnless(shutil.which("openssl"), "the openssl command is needed (apt-get install openssl)")
-    def test_https_upload_verified_with_amazon_linux_bundle_path(self):
+    def https_upload(self, host):
         import ssl
         d = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, d, True)
-        make_ca_and_localhost_cert(d)
+        make_ca_and_cert(d, "localhost", "DNS:localhost,IP:127.0.0.1")
         # Amazon Linux's path, the first the extension probes: no SSL_CERT_FILE is set.
         root = EmptyRoot(ca_at="/etc/pki/tls/certs/ca-bundle.crt", ca_src=d + "/ca.pem")
         self.addCleanup(root.remove)
@@ -226,14 +227,33 @@ class EmptyRootTest(Case):
         ctx.load_cert_chain(d + "/srv.pem", d + "/srv.key")
         remote = RecordingRemote(tls=ctx).start()
         self.addCleanup(remote.stop)
-        # By name: mbedTLS 2.28 matches DNS names only, never an IP address in subjectAltName.
-        # The name is resolved by c-ares from the root's /etc/hosts.
-        url = "https://localhost:%d" % remote.port
+        url = "https://%s:%d" % (host, remote.port)
         ext, _ = self.run_in_root(root, remote, PYROSCOPE_REMOTE_ADDRESS=url,
                                   PYROSCOPE_LOG_LEVEL="debug")
         ext.wait_for_log(r'msg="CA certificates" file=/etc/pki/tls/certs/ca-bundle\.crt')
         self.deliver_one(ext, remote, os.urandom(50000))
+        # The Python remote offers no h2 in ALPN: HTTP/1.1 over TLS, the fallback.
+        ext.wait_for_log(r'msg="upload relayed" .* http=1\.1 ')
         self.stop_cleanly(ext)
+
+    @unittest.skipUnless(shutil.which("openssl"), "the openssl command is needed (apt-get install openssl)")
+    def test_https_upload_verified_with_amazon_linux_bundle_path(self):
+        # By name, resolved by c-ares from the root's /etc/hosts.
+        self.https_upload("localhost")
+
+    @unittest.skipUnless(shutil.which("openssl"), "the openssl command is needed (apt-get install openssl)")
+    def test_https_remote_given_by_ip_address(self):
+        # wolfSSL matches an IP address against the certificate's IP subjectAltName.
+        self.https_upload("127.0.0.1")
+
+
+@unittest.skipIf(EMULATED, "HTTP/2 and resumption are proved on the native architecture; the "
+                 "empty-root https tests run the arm64 binary under qemu")
+class LayerHttp2Test(test_http2.Http2Test):
+    """test/integration/test_http2.py on the layer's binary: one connection for a burst, TLS
+    resumption from the share handle after the remote closed the idle connection, by name and by
+    IP address."""
+    binary = BINARY
 
 
 class SelfProfileTest(Case):
@@ -309,11 +329,6 @@ class HostNameRemoteTest(Case):
         fig = check_scenario(self, ext, remote, 1000, resolver_sockets=False)
         report("host-name remote, 1000 uploads on fresh connections", "0 unanswered; sockets %s"
                % " ".join("%s=%d" % kv for kv in sorted(fig.items())))
-
-
-def make_ca_and_localhost_cert(d):
-    """A fresh CA, and a certificate for DNS name localhost signed by it."""
-    make_ca_and_cert(d, "localhost", "DNS:localhost")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,123 @@
+"""A TCP proxy on 127.0.0.1 that makes a loopback remote behave like one RTT milliseconds away:
+every chunk is delayed by RTT/2 in each direction, and, because the kernel completes the client's
+TCP handshake locally, a new connection's first client bytes are held one RTT more, the round
+trip of the SYN that a real network would charge. Used by test/bench/realnet.py and the HTTP/2
+tests. asyncio, in a thread of its own; close() stops it."""
+
+import asyncio
+import collections
+import socket
+import threading
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DelayProxy:
+    """A TCP proxy on 127.0.0.1 that delays each direction by one_way seconds (asyncio, in a thread
+    of its own). Order is kept per direction: one sender per direction sends each chunk at its
+    due time."""
+
+    def __init__(self, target_port, one_way):
+        self.target_port = target_port
+        self.one_way = one_way
+        self.port = _free_port()
+        self.connections = 0
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(5):
+            raise RuntimeError("the delay proxy did not start")
+
+    def _run(self):
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._accept, "127.0.0.1", self.port))
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _pump(self, reader, writer, first_not_before):
+        """Copies reader to writer, each chunk one_way after it was read (and the first not
+        before first_not_before); EOF too."""
+        q = collections.deque()
+        more = asyncio.Event()
+
+        async def send():
+            while True:
+                while not q:
+                    more.clear()
+                    await more.wait()
+                due, chunk = q.popleft()
+                delay = due - self._loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if chunk is None:
+                    try:
+                        writer.write_eof()
+                    except OSError:
+                        pass
+                    return
+                writer.write(chunk)
+                try:
+                    await writer.drain()
+                except OSError:
+                    return
+
+        sender = asyncio.ensure_future(send())
+        try:
+            while True:
+                try:
+                    chunk = await reader.read(65536)
+                except OSError:
+                    chunk = b""
+                now = self._loop.time()
+                due = max(now, first_not_before or 0) + self.one_way
+                first_not_before = None
+                q.append((due, chunk or None))
+                more.set()
+                if not chunk:
+                    break
+            await sender
+        finally:
+            sender.cancel()
+
+    async def _accept(self, c_reader, c_writer):
+        self.connections += 1
+        # The kernel answered the client's SYN at once: a real network would have made it wait one
+        # RTT before its first bytes could leave. Hold them that much longer.
+        syn_rtt_until = self._loop.time() + 2 * self.one_way
+        try:
+            s_reader, s_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            c_writer.close()
+            return
+        # No Nagle: a small chunk must leave at its due time, not wait for a delayed ACK.
+        for w in (c_writer, s_writer):
+            w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await asyncio.gather(self._pump(c_reader, s_writer, syn_rtt_until),
+                                 self._pump(s_reader, c_writer, None))
+        finally:
+            for w in (c_writer, s_writer):
+                try:
+                    w.close()
+                except OSError:
+                    pass
+
+    def close(self):
+        async def shut():
+            # Cancelled pumps are the expected end here, not errors to print.
+            self._loop.set_exception_handler(lambda loop, ctx: None)
+            self._server.close()
+            tasks = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._loop.stop()
+        asyncio.run_coroutine_threadsafe(shut(), self._loop)
+        self._thread.join(5)
+        self._loop.close()
