@@ -55,9 +55,11 @@ typedef void (*upstream_fetch_cb)(void *ud, int curl_code, long status, const ch
 int upstream_fetch(struct upstream *u, const char *url, const char *header, upstream_fetch_cb cb,
                    void *ud);
 
-/* After a SnapStart restore (include/snapstart.h): reseeds the retry jitter and shuts every
+/* After a SnapStart restore (include/snapstart.h): reseeds the retry jitter, shuts every
  * connection made before the snapshot, so that no upload is sent on one, and drops the TLS
- * sessions cached with them. Cheap; harmless when called again. */
+ * sessions and names cached with them (a fresh share). Until it is called, an uploader made with
+ * AWS_LAMBDA_INITIALIZATION_TYPE=snap-start keeps no connection alive after its transfer, so
+ * that none is live in the snapshot. Cheap; harmless when called again. */
 void upstream_after_restore(struct upstream *u);
 
 /* Logs, at error level, an accepted upload that will not be delivered, and why. */

@@ -426,6 +426,13 @@ static void count_post_runtime(struct app *app)
 
 static void poll_next(struct app *app)
 {
+    /* A signal may have started the drain meanwhile (during /register, say): the drain decides
+     * what comes next, and polling again would replace its wait. */
+    if (app->state == APP_DRAINING || app->state == APP_EXITING)
+        return;
+    /* Whatever the timer was bounding (the wait for runtimeDone, a flush) is over: left running,
+     * it would poll /event/next a second time while this call is pending. */
+    uv_timer_stop(&app->timer);
     count_post_runtime(app);
     char id_hdr[192];
     snprintf(id_hdr, sizeof(id_hdr), "Lambda-Extension-Identifier: %s", app->ext_id);

@@ -107,6 +107,7 @@ struct upstream {
     size_t burst_bytes; /* body bytes of this burst's transfers that wait for one connection */
     const char *ca_file, *ca_path;
     long dns_cache_timeout_s; /* PLE_TEST_DNS_CACHE_TIMEOUT, test-only; -1: curl's default */
+    bool snapshot_pending; /* SnapStart, not yet restored: keep no connection after its transfer */
 #ifdef PLE_CURL_WOLFSSL
     WOLFSSL_X509_STORE *ca_store; /* the CA bundle, parsed once (ca_store_attach) */
     bool ca_store_failed;         /* logged once */
@@ -580,6 +581,11 @@ static void configure_easy(struct upstream *u, struct transfer *t)
     set_ca(e, u);
     if (u->dns_cache_timeout_s >= 0)
         curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, u->dns_cache_timeout_s);
+    /* SnapStart: the snapshot may be taken at any moment after init, with no event to tell. A
+     * connection kept alive into it would be continued by every restored copy (the same TLS keys
+     * and sequence numbers) until the restore is noticed; so, until then, none is kept. */
+    if (u->snapshot_pending)
+        curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, u);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
@@ -770,7 +776,6 @@ static void on_retry_timer(uv_timer_t *timer)
         queue_requeue(u->q, r); /* ahead of newer uploads: it has waited longest */
     }
     arm_retry_timer(u);
-    reap_vanished(u); /* curl may have closed a foreign socket in any call above */
     start_transfers(u);
 }
 
@@ -855,6 +860,7 @@ static void drain_finished(struct upstream *u)
             finish_transfer(u, t, m->data.result);
     }
     start_transfers(u);
+    reap_vanished(u); /* curl may have closed a foreign socket in any call above */
 }
 
 /* Where libcurl finds the CA certificates that verify the remote (verification is never turned
@@ -941,6 +947,7 @@ struct upstream *upstream_new(uv_loop_t *loop, struct queue *q, const struct con
     u->rng = (uint32_t)uv_hrtime() | 1;
     /* Test-only: how long curl keeps a resolved name (its default is 60 s). The host-name tests
      * set 0 so that every new connection runs the resolver and its sockets come and go. */
+    u->snapshot_pending = c->init_type == INIT_SNAP_START;
     const char *dns = getenv("PLE_TEST_DNS_CACHE_TIMEOUT");
     u->dns_cache_timeout_s = dns && *dns ? strtol(dns, NULL, 10) : -1;
     probe_ca(u);
@@ -987,6 +994,7 @@ void upstream_after_restore(struct upstream *u)
     if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
         seed = (uint32_t)uv_hrtime();
     u->rng = seed ? seed : 1;
+    u->snapshot_pending = false; /* connections made from now on are this copy's own */
     /* Every connection curl holds was made before the snapshot, and every restored copy holds the
      * same one (same TLS keys, same sequence numbers) to a remote that has long forgotten it.
      * shutdown() leaves the descriptor open, so the poll bookkeeping is untouched: curl finds an

@@ -153,6 +153,26 @@ class FlushAtEndTest(Case):
         self.assertEqual(ext.wait_exit(5), 0)
         ext.wait_for_log(r'shutdown summary.* post_runtime_ms=%d ' % ms)
 
+    def test_end_with_nothing_to_flush_polls_next_once(self):
+        # Most invokes push nothing (clients upload every 10 s): runtimeDone finds the queue idle
+        # and /next is polled at once. The wait for runtimeDone must then be over for good: no
+        # second /next when its bound (the deadline minus 100 ms) passes, and no warning.
+        ext = self.subscribed(self.start(PYROSCOPE_FLUSH_ON_INVOKE="true",
+                                         PYROSCOPE_FLUSH_STRATEGY="end",
+                                         PYROSCOPE_LOG_LEVEL="debug"))
+        ev = self.emu.invoke(timeout_ms=1000)
+        self.emu.wait_calls("/event/next", 2, timeout=8)
+        ext.wait_for_log(r'msg="invoke done" requestId=%s' % ev["requestId"])
+        with self.assertRaises(AssertionError):  # past the invoke's deadline, with margin
+            self.emu.wait_calls("/event/next", 3, timeout=2.0)
+        self.assertNotIn("did not come", ext.log())
+        ev = self.emu.invoke(timeout_ms=10000)  # the stream is still trusted: end again
+        self.emu.wait_calls("/event/next", 3, timeout=8)
+        ext.wait_for_log(r'msg="invoke done" requestId=%s' % ev["requestId"])
+        self.emu.shutdown()
+        self.assertEqual(ext.wait_exit(5), 0)
+        self.assertEqual(len(self.emu.calls_to("/event/next")), 3, ext.log())
+
     def test_next_invoke_leaves_the_upload_to_the_next_event(self):
         # The contrast that shows the test above can fail: next-invoke polls at once.
         ext, inv, nxt = self.run_invoke("next-invoke", push_after_next=True)
