@@ -147,6 +147,16 @@ void log_not_delivered(const struct relay_req *r, const char *why)
                        LKI("bytes", r->body_len) LKI("attempts", r->attempts));
 }
 
+/* Frees a header list that held a secret (a session token, a credentials endpoint's token),
+ * wiping each line first, as free_secret does for a string. */
+static void slist_free_secret(struct curl_slist *l)
+{
+    for (struct curl_slist *n = l; n; n = n->next)
+        if (n->data)
+            explicit_bzero(n->data, strlen(n->data));
+    curl_slist_free_all(l);
+}
+
 static void handle_closed(uv_handle_t *h)
 {
     struct upstream *u = h->data;
@@ -621,7 +631,7 @@ static struct transfer *transfer_get(struct upstream *u)
 /* Keeps a finished transfer, with its easy handle, for the next upload. */
 static void transfer_spare(struct upstream *u, struct transfer *t)
 {
-    curl_slist_free_all(t->sign_headers);
+    slist_free_secret(t->sign_headers);
     t->sign_headers = NULL;
     t->req = NULL;
     if (t->gen != u->gen) { /* in flight at a restore: its TLS sessions predate the snapshot */
@@ -841,6 +851,8 @@ static void finish_fetch(struct upstream *u, struct transfer *t, CURLcode rc)
         explicit_bzero(f->body.p, f->body.len);
     buf_free(&f->body);
     free(f);
+    slist_free_secret(t->req->headers); /* the endpoint's Authorization */
+    t->req->headers = NULL;
     relay_req_free(t->req);
     transfer_spare(u, t);
 }
@@ -982,7 +994,11 @@ int upstream_fetch(struct upstream *u, const char *url, const char *header, upst
         t->req = NULL;
         transfer_spare(u, t);
     }
-    relay_req_free(r); /* frees the header line, which may hold a token */
+    if (r) {
+        slist_free_secret(r->headers); /* the header line may hold a token */
+        r->headers = NULL;
+    }
+    relay_req_free(r);
     free(f);
     return -1;
 }
