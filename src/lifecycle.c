@@ -306,9 +306,24 @@ static void on_telemetry(void *ud, const struct telemetry_event *ev)
 static void on_subscribed(void *ud, bool ok)
 {
     struct app *app = ud;
-    app->flush.telemetry = ok;
+    app->flush.telemetry = ok; /* an answer after the timeout below still counts */
     if (app->state == APP_REGISTERING) /* not when a signal began the drain meanwhile */
         poll_next(app);
+}
+
+/* The Telemetry API is local and answers in milliseconds; init must not wait on it for long. */
+#define SUBSCRIBE_TIMEOUT_MS 2000
+
+static void on_subscribe_timeout(uv_timer_t *t)
+{
+    struct app *app = t->data;
+    if (app->state != APP_REGISTERING)
+        return;
+    log_warn("Telemetry API subscription unanswered: uploads are flushed when the next event "
+             "arrives",
+             LKI("waited_ms", SUBSCRIBE_TIMEOUT_MS));
+    app->flush.telemetry = false;
+    poll_next(app);
 }
 
 /* Flush-on-invoke listens to the Telemetry API to know when the runtime has finished. The
@@ -331,6 +346,10 @@ static void start_telemetry_then_next(struct app *app)
         return;
     }
     telemetry_subscribe(app->telemetry, app->api, app->ext_id, on_subscribed, app);
+    if (app->state == APP_REGISTERING) { /* poll_next stops it */
+        uv_timer_stop(&app->timer);
+        uv_timer_start(&app->timer, on_subscribe_timeout, SUBSCRIBE_TIMEOUT_MS, 0);
+    }
 }
 
 static void on_invoke(struct app *app, json_t *ev)

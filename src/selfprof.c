@@ -871,7 +871,11 @@ struct selfprof *selfprof_start(uv_loop_t *loop, const struct config *c, struct 
         return NULL;
     }
     sp->sampling = true;
-    queue_reserve(q, SELFPROF_RESERVE_COUNT, SELFPROF_RESERVE_BYTES);
+    /* The reserve never takes from what a client upload of PYROSCOPE_MAX_BODY_BYTES needs:
+     * config keeps max_body + overhead <= max_bytes, and a body that size must still fit. */
+    size_t spare = q->max_bytes - (c->max_body_bytes + QUEUE_ENTRY_OVERHEAD);
+    queue_reserve(q, SELFPROF_RESERVE_COUNT,
+                  spare < SELFPROF_RESERVE_BYTES ? spare : SELFPROF_RESERVE_BYTES);
     sp->from_s = (int64_t)time(NULL);
     sp->period_start_ms = uv_now(loop);
     if (!sampler.stack_hi)

@@ -257,6 +257,22 @@ class FlushAtEndTest(Case):
         got = self.remote.wait_for(1, timeout=5)
         self.assertGreaterEqual(nxt.mono, got[0].answered, "today's flush still awaits the upload")
 
+    def test_unanswered_subscription_does_not_hold_init(self):
+        self.emu.telemetry.unanswered.set()
+        self.addCleanup(self.emu.telemetry.release.set)
+        self.remote.delay = 0.6
+        ext = self.start(PYROSCOPE_FLUSH_ON_INVOKE="true", PYROSCOPE_FLUSH_STRATEGY="end")
+        ext.wait_for_log(r'level=warning msg="Telemetry API subscription unanswered.*waited_ms=2000',
+                         timeout=8)
+        self.emu.wait_calls("/event/next", 1, timeout=5)  # init is over
+        self.assertEqual(push(self.port), 200)
+        self.emu.invoke(timeout_ms=5000, start=False, runtime_done="missing")
+        nxt = self.emu.wait_calls("/event/next", 2, timeout=5)[-1]
+        got = self.remote.wait_for(1, timeout=5)
+        self.assertGreaterEqual(nxt.mono, got[0].answered, "today's flush still awaits the upload")
+        self.emu.shutdown()
+        self.assertEqual(ext.wait_exit(5), 0)
+
     def test_subscription_is_what_aws_accepts(self):
         ext = self.subscribed(self.start(PYROSCOPE_FLUSH_ON_INVOKE="true"))
         put = self.emu.calls_to("/2022-07-01/telemetry")

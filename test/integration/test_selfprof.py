@@ -177,6 +177,25 @@ class SelfProfiling(DevModeCase):
         deep = [s for s in stacks if s.count(";") >= 2 and set(s.split(";")) & OURS]
         self.assertTrue(deep, "no stack of depth >= 3 through our code: %s" % list(stacks)[:20])
 
+    def test_reserve_leaves_room_for_a_largest_client_upload(self):
+        # The queue set just above the body limit: the self-profile's reserve must not turn the
+        # largest upload a client may send into a 503 that no retry can cure.
+        ext = self.start(PYROSCOPE_SELF_PROFILING="true", PYROSCOPE_QUEUE_MAX_BYTES="1048576",
+                         PYROSCOPE_MAX_BODY_BYTES="1048064")
+        ext.wait_for_log(r"self-profiling")
+        body = os.urandom(1048064)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("POST", "/ingest?name=big.app&from=1&until=2", body=body)
+            resp = conn.getresponse()
+            resp.read()
+        finally:
+            conn.close()
+        self.assertEqual(resp.status, 200)
+        got = [r for r in self.remote.wait_for(1, timeout=10) if r.body == body]
+        self.assertEqual(len(got), 1)
+        self.assertEqual(ext.stop(timeout=30), 0, ext.log())
+
     def test_off_by_default(self):
         ext = self.start(PYROSCOPE_LOG_LEVEL="debug")
         self.assertFalse(caught_signals(ext.proc.pid) & SIGPROF_BIT, "SIGPROF handled while off")

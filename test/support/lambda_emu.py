@@ -55,6 +55,8 @@ class TelemetryAPI:
     def __init__(self, emu):
         self.emu = emu
         self.status = None        # when set, every subscription is answered with it (failure)
+        self.unanswered = threading.Event()  # set: subscriptions get no answer (up to 10 s)
+        self.release = threading.Event()     # ends the holding of unanswered subscriptions
         self.subscriptions = []   # the accepted subscription bodies
         self.port = None
         self.timeout_ms = None
@@ -241,6 +243,10 @@ class LambdaEmulator:
                 if self.path != TELEMETRY:
                     self._reply(404)
                     return
+                if emu.telemetry.unanswered.is_set():  # hold it, bounded: the test's end frees it
+                    emu.telemetry.release.wait(10)
+                    self.close_connection = True
+                    return
                 status, body = emu.telemetry.validate(call)
                 self._reply(status, json.dumps(body).encode(),
                             [("Content-Type", "application/json")])
@@ -302,6 +308,7 @@ class LambdaEmulator:
         with self.cond:
             self._stopping = True
             self.cond.notify_all()
+        self.telemetry.release.set()  # a held subscription must not keep the server busy
         self.telemetry.stop()
         if self._kill_timer:
             self._kill_timer.cancel()
