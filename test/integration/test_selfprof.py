@@ -134,7 +134,9 @@ class SelfProfiling(DevModeCase):
         self.wait_profiles(1)
         cpu = cpu_seconds(ext.proc.pid)
         self.assertEqual(ext.stop(timeout=30), 0, ext.log())
-
+        # The extension exits once the remote has answered; the remote's thread records the
+        # request just after: wait until it has no request in hand.
+        self.remote.wait_idle(10)
         profiles = self.profiles()
         total, stacks = 0, {}
         for rec in profiles:
@@ -219,6 +221,7 @@ class SelfProfiling(DevModeCase):
         self.assertEqual(self.profiles(), [])
         mark = ext.mark()
         self.assertEqual(ext.stop(timeout=30), 0, ext.log())
+        self.remote.wait_idle(10)  # recorded just after it answered (see above)
         profiles = self.profiles()
         self.assertEqual(len(profiles), 1, profiles)
         self.assertGreater(sum(self.parse(profiles[0]).values()), 0)
@@ -255,6 +258,7 @@ class SelfProfiling(DevModeCase):
         self.remote.release()
         self.assertEqual(ext.wait_exit(60), 0, ext.log())
         self.assertNotIn("self-profile dropped", ext.log())
+        self.remote.wait_idle(10)  # recorded just after it answered (see above)
         self.assertEqual(len(self.profiles()), 1, ext.log())
         ext.wait_for_log(r'shutdown summary" accepted=7 relayed=7 failed=0')
 
