@@ -76,7 +76,8 @@ class ManagedInstancesTest(Case):
         self.assertEqual(ext.wait_exit(5), 0)
         self.assertFalse(self.emu.killed)
         self.assertLess(time.time() * 1000, ev["deadlineMs"])
-        self.assertEqual(len(self.remote.requests), 16)
+        # recorded by the remote just after it answered: wait, bounded
+        self.assertEqual(len(self.remote.wait_for(16, timeout=5)), 16)
         ext.wait_for_log(r'shutdown summary.* accepted=16 relayed=16 failed=0 .*pending=0')
         # No INVOKE, no Telemetry API: nothing to flush, nothing to attribute.
         self.assertEqual(self.emu.calls_to("/2022-07-01/telemetry"), [])
@@ -91,7 +92,8 @@ class ManagedInstancesTest(Case):
         self.assertEqual(ext.wait_exit(5), 0)
         self.assertFalse(self.emu.killed)
         self.assertLess(time.time() * 1000, ev["deadlineMs"])
-        self.assertEqual(len(self.remote.requests), 4)
+        # recorded by the remote just after it answered: wait, bounded
+        self.assertEqual(len(self.remote.wait_for(4, timeout=5)), 4)
 
 
 class RegisterRetryTest(Case):

@@ -135,7 +135,8 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual(ext.wait_exit(5), 0)
         self.assertFalse(self.emu.killed)
         self.assertLess(time.time() * 1000, ev["deadlineMs"])
-        self.assertEqual(len(self.remote.requests), 5)
+        # recorded by the remote just after it answered: wait, bounded
+        self.assertEqual(len(self.remote.wait_for(5, timeout=5)), 5)
         ext.wait_for_log(r'shutdown summary.* relayed=5 .*pending=0')
 
     def test_shutdown_exits_before_the_deadline_when_the_remote_hangs(self):
@@ -181,7 +182,8 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual(push(self.port), 200)
         ext.signal_term()
         self.assertEqual(ext.wait_exit(5), 0)
-        self.assertEqual(len(self.remote.requests), 1)
+        # recorded by the remote just after it answered: wait, bounded
+        self.assertEqual(len(self.remote.wait_for(1, timeout=5)), 1)
 
     # -- errors --
     def test_register_failure_exits_non_zero(self):
