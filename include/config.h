@@ -51,11 +51,11 @@ struct config_issue {
 struct config {
     /* The seed's table. */
     char *remote_address; /* PYROSCOPE_REMOTE_ADDRESS, no trailing '/'; "" when refused */
-    char *auth_token;                   /* PYROSCOPE_AUTH_TOKEN, "" when unset (secret) */
-    bool self_profiling;                /* PYROSCOPE_SELF_PROFILING */
-    int64_t timeout_ns;                 /* PYROSCOPE_TIMEOUT, > 0 */
-    int num_workers;                    /* PYROSCOPE_NUM_WORKERS, >= 1 */
-    bool flush_on_invoke;               /* PYROSCOPE_FLUSH_ON_INVOKE */
+    char *auth_token;     /* PYROSCOPE_AUTH_TOKEN, "" when unset (secret) */
+    bool self_profiling;  /* PYROSCOPE_SELF_PROFILING */
+    int64_t timeout_ns;   /* PYROSCOPE_TIMEOUT, > 0 */
+    int num_workers;      /* PYROSCOPE_NUM_WORKERS, >= 1 */
+    bool flush_on_invoke; /* PYROSCOPE_FLUSH_ON_INVOKE */
     enum flush_strategy flush_strategy; /* PYROSCOPE_FLUSH_STRATEGY, default auto */
     struct config_header *http_headers; /* PYROSCOPE_HTTP_HEADERS, parsed */
     size_t n_http_headers;

@@ -48,15 +48,15 @@ struct credentials {
     struct aws_credentials cur; /* valid when have */
     bool have;
     int64_t refresh_at_s, stale_at_s;
-    bool busy;         /* a round of attempts is under way: inflight or retry_due */
-    bool inflight;     /* a fetch of this generation awaits its answer */
-    bool retry_due;    /* the timer starts the round's next attempt */
-    bool in_check;     /* inside aws_sign.check: the uploader is not kicked from there */
-    unsigned attempts; /* in the current round */
+    bool busy;             /* a round of attempts is under way: inflight or retry_due */
+    bool inflight;         /* a fetch of this generation awaits its answer */
+    bool retry_due;        /* the timer starts the round's next attempt */
+    bool in_check;         /* inside aws_sign.check: the uploader is not kicked from there */
+    unsigned attempts;     /* in the current round */
     uint64_t failed_at_ms; /* uv_now of the last failed round; 0 when none */
     bool failure_logged;
-    unsigned gen;            /* restores seen: a fetch made before one is not used after it */
-    uv_timer_t timer;        /* the refresh, or the next attempt */
+    unsigned gen;     /* restores seen: a fetch made before one is not used after it */
+    uv_timer_t timer; /* the refresh, or the next attempt */
     bool closed;
 };
 

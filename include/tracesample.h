@@ -38,7 +38,7 @@ struct trace_sampling {
     unsigned archived_in_invoke; /* the key's sequence number */
     /* The lifecycle's own strings, filled by /register and the INVOKE events. */
     const char *function_name, *account_id, *request_id;
-    char bucket[64]; /* the bucket in use; "" until it can be named */
+    char bucket[64];             /* the bucket in use; "" until it can be named */
     const struct aws_sign *sign; /* the archive's credentials (include/credentials.h) */
     struct trace_sampling_stats stats;
     bool no_bucket_logged;

@@ -62,8 +62,9 @@ bool credentials_uri_ok(const char *uri, char *why, size_t cap)
         return false;
     }
     if (!https && !host_allowed_for_http(host, hlen)) {
-        snprintf(why, cap, "http:// only to loopback, 169.254.170.2, 169.254.170.23 or "
-                           "fd00:ec2::23 (as in the AWS SDKs)");
+        snprintf(why, cap,
+                 "http:// only to loopback, 169.254.170.2, 169.254.170.23 or "
+                 "fd00:ec2::23 (as in the AWS SDKs)");
         return false;
     }
     return true;
@@ -110,8 +111,12 @@ int64_t credentials_parse_time(const char *s)
     } else {
         return -1;
     }
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                    .tm_hour = h, .tm_min = mi, .tm_sec = sec};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = sec};
     time_t t = timegm(&tm);
     if (t == (time_t)-1 || tm.tm_mday != d) /* 31 February and the like */
         return -1;
@@ -193,4 +198,3 @@ void credentials_schedule(int64_t now_s, int64_t expiration_s, int64_t *refresh_
     *refresh_at_s = expiration_s - refresh;
     *stale_at_s = expiration_s - stale;
 }
-

@@ -238,9 +238,10 @@ static const char *remote_problem(const char *url)
  * forgot the scheme typed. */
 static bool looks_like_host(const char *v)
 {
-    size_t host_len = v[0] == '[' ? strcspn(v, "]") + 1 : strspn(v, "abcdefghijklmnopqrstuvwxyz"
-                                                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                                     "0123456789.-_");
+    size_t host_len = v[0] == '[' ? strcspn(v, "]") + 1
+                                  : strspn(v, "abcdefghijklmnopqrstuvwxyz"
+                                              "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                              "0123456789.-_");
     if (host_len == 0 || (v[0] == '[' && v[host_len - 1] != ']'))
         return false;
     bool dotted = v[0] == '[' || memchr(v, '.', host_len) || strncasecmp(v, "localhost", 9) == 0;
@@ -631,9 +632,9 @@ static void load_xray(struct loader *l)
                           "per-trace archive is off"
                         : "must be an http:// or https:// URL with a host; the per-trace archive "
                           "is off");
-    else if (*x->region && (strspn(x->region, "abcdefghijklmnopqrstuvwxyz0123456789-") !=
-                                strlen(x->region) ||
-                            strlen(x->region) > 32))
+    else if (*x->region &&
+             (strspn(x->region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(x->region) ||
+              strlen(x->region) > 32))
         /* The region names the AWS host (s3.<region>.amazonaws.com): "x.example.com#" would send
          * the signed PUTs, security token included, to another host. */
         archive_off(c, "AWS_REGION", x->region,

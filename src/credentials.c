@@ -132,7 +132,7 @@ static void round_failed(struct credentials *c, const char *why)
     }
     if (usable) /* try again before they go stale */
         schedule(c, CREDENTIALS_RETRY_MS);
-    if (!c->in_check) /* the uploader asking now gets the answer from check() itself */
+    if (!c->in_check)     /* the uploader asking now gets the answer from check() itself */
         queue_kick(c->q); /* what waited fails now (or goes, with the current ones) */
 }
 
@@ -151,7 +151,7 @@ static void on_fetched(void *ud, int curl_code, long status, const char *body, s
     free(tk);
     if (c->closed)
         return;
-    if (gen != c->gen) { /* made before the restore: its answer is not this copy's */
+    if (gen != c->gen) {  /* made before the restore: its answer is not this copy's */
         queue_kick(c->q); /* what waited on it asks again */
         return;
     }

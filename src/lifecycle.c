@@ -306,7 +306,7 @@ static void on_telemetry(void *ud, const struct telemetry_event *ev)
 static void on_subscribed(void *ud, bool ok)
 {
     struct app *app = ud;
-    app->flush.telemetry = ok; /* an answer after the timeout below still counts */
+    app->flush.telemetry = ok;         /* an answer after the timeout below still counts */
     if (app->state == APP_REGISTERING) /* not when a signal began the drain meanwhile */
         poll_next(app);
 }

@@ -35,13 +35,13 @@ struct conn {
     struct hdr_ref *hdrs;
     size_t n_hdrs, cap_hdrs;
     struct buf body;
-    int reject_status; /* set by a callback that refuses the request: 413, 431 */
-    bool queue_full;   /* refused with 503 at its headers: its body is read and dropped */
+    int reject_status;  /* set by a callback that refuses the request: 413, 431 */
+    bool queue_full;    /* refused with 503 at its headers: its body is read and dropped */
     bool misconfigured; /* refused with 500 at its headers (config refusal): body dropped */
-    bool progress;     /* bytes arrived since the last sweep */
-    unsigned stalled;  /* sweeps in a row without a byte while in a request */
-    bool closing;      /* answer with Connection: close and shut down after it */
-    bool detached;     /* no socket: relay_server_feed's; answers are discarded */
+    bool progress;      /* bytes arrived since the last sweep */
+    unsigned stalled;   /* sweeps in a row without a byte while in a request */
+    bool closing;       /* answer with Connection: close and shut down after it */
+    bool detached;      /* no socket: relay_server_feed's; answers are discarded */
 };
 
 /* One log line at once, then at most one a second with how many there were since. */
@@ -423,8 +423,8 @@ static void log_misconfigured(struct relay_server *s)
     uint64_t n = rate_limit_hit(&s->misconfigured, s->loop ? uv_now(s->loop) : 0);
     if (n)
         log_error("upload refused with 500: the configuration is invalid, nothing is relayed",
-                  LKS("variable", s->c->refusal_variable)
-                      LKI("refused", n) LKI("refused_total", s->refused_config));
+                  LKS("variable", s->c->refusal_variable) LKI("refused", n)
+                      LKI("refused_total", s->refused_config));
 }
 
 /* Builds the upload from the request just read; NULL on allocation failure. */

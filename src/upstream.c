@@ -88,7 +88,7 @@ struct upstream {
     struct queue *q;
     const struct config *c;
     CURLM *multi;
-    CURLSH *share; /* one TLS session cache and one DNS cache for every transfer */
+    CURLSH *share;         /* one TLS session cache and one DNS cache for every transfer */
     CURLSH *retired_share; /* the pre-snapshot one: freed at close, after its last easy handle */
     uv_timer_t timer;
     struct poll_ctx *polls;   /* one per live socket, looked up by fd */
@@ -351,8 +351,7 @@ static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct 
     if (stale) {
         u->sockets.reused_number++;
         if (stale->owned) /* curl closed one of its connections without close_socket */
-            log_warn("upstream socket closed behind our back; its watch is dropped",
-                     LKI("fd", s));
+            log_warn("upstream socket closed behind our back; its watch is dropped", LKI("fd", s));
         poll_orphan(stale);
     }
     if (!poll_new(u, s, true)) {
@@ -666,8 +665,8 @@ static void release_held(struct upstream *u)
  * whose credentials could not be had fails: it is never sent unsigned. */
 static bool can_send(struct upstream *u, struct relay_req *r)
 {
-    enum aws_sign_state st = r->sign && r->sign->check ? r->sign->check(r->sign->check_ud)
-                                                       : SIGN_READY;
+    enum aws_sign_state st =
+        r->sign && r->sign->check ? r->sign->check(r->sign->check_ud) : SIGN_READY;
     if (st == SIGN_READY)
         return true;
     if (st == SIGN_PENDING) {
@@ -1039,7 +1038,8 @@ void upstream_after_restore(struct upstream *u)
         curl_easy_cleanup(t->easy);
         free(t);
     }
-    log_debug("after restore: pre-snapshot connections shut, jitter reseeded", LKI("connections", n));
+    log_debug("after restore: pre-snapshot connections shut, jitter reseeded",
+              LKI("connections", n));
 }
 
 static void abort_active(struct upstream *u)
@@ -1100,10 +1100,10 @@ void upstream_close(struct upstream *u, void (*done)(void *ud), void *ud)
         poll_close(u->polls);
     while (u->orphans)
         poll_close(u->orphans);
-    log_debug("upstream sockets", LKI("opened", u->sockets.opened) LKI("closed", u->sockets.closed)
-                                      LKI("foreign", u->sockets.foreign)
-                                          LKI("vanished", u->sockets.vanished)
-                                              LKI("number_reused", u->sockets.reused_number));
+    log_debug("upstream sockets",
+              LKI("opened", u->sockets.opened) LKI("closed", u->sockets.closed)
+                  LKI("foreign", u->sockets.foreign) LKI("vanished", u->sockets.vanished)
+                      LKI("number_reused", u->sockets.reused_number));
     uv_timer_stop(&u->timer);
     uv_close((uv_handle_t *)&u->timer, handle_closed);
     uv_timer_stop(&u->retry_timer);

@@ -16,7 +16,8 @@ static const char *fuzz_env(void *ud, const char *name)
 {
     (void)ud;
     if (strcmp(name, "PYROSCOPE_HTTP_HEADERS") == 0 || strcmp(name, "PYROSCOPE_TIMEOUT") == 0 ||
-        strcmp(name, "PYROSCOPE_REMOTE_ADDRESS") == 0 || strcmp(name, "PYROSCOPE_NUM_WORKERS") == 0 ||
+        strcmp(name, "PYROSCOPE_REMOTE_ADDRESS") == 0 ||
+        strcmp(name, "PYROSCOPE_NUM_WORKERS") == 0 ||
         strcmp(name, "AWS_CONTAINER_CREDENTIALS_FULL_URI") == 0)
         return input;
     if (strcmp(name, "XRAYPROFILE_THRESHOLD") == 0 || strcmp(name, "AWS_REGION") == 0)

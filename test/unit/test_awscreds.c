@@ -81,11 +81,13 @@ static void test_parse(void)
          "the answer has no AccessKeyId"},
         {"{\"AccessKeyId\":\"A\",\"Token\":\"t\",\"Expiration\":\"2026-11-30T08:00:00Z\"}",
          "the answer has no SecretAccessKey"},
-        {"{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"s\",\"Expiration\":\"2026-11-30T08:00:00Z\"}",
+        {"{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"s\",\"Expiration\":\"2026-11-30T08:00:"
+         "00Z\"}",
          "the answer has no Token"},
         {"{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"s\",\"Token\":\"t\"}",
          "the answer has no Expiration"},
-        {"{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"s\",\"Token\":\"t\",\"Expiration\":\"soon\"}",
+        {"{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"s\",\"Token\":\"t\",\"Expiration\":"
+         "\"soon\"}",
          "the answer's Expiration is not an ISO 8601 time"},
         {"{\"AccessKeyId\":\"\",\"SecretAccessKey\":\"s\",\"Token\":\"t\",\"Expiration\":\"x\"}",
          "the answer's AccessKeyId is not a non-empty string"},

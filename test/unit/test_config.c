@@ -496,8 +496,8 @@ static void test_identity_refusal(void)
     CHECK(issue_for(&c, "PYROSCOPE_TENANT_ID") && c.n_issues == 2);
     config_free(&c);
     /* Values that only shape the uploads keep the relay working. */
-    struct env ok = {{"PYROSCOPE_TIMEOUT=bad", "PYROSCOPE_HTTP_HEADERS={bad", "AWS_REGION=r\n",
-                      NULL}};
+    struct env ok = {
+        {"PYROSCOPE_TIMEOUT=bad", "PYROSCOPE_HTTP_HEADERS={bad", "AWS_REGION=r\n", NULL}};
     CHECK(config_load(&c, lookup, &ok) == 0);
     CHECK(c.n_issues == 3 && c.refusal_variable == NULL);
     config_free(&c);
@@ -820,7 +820,8 @@ static void test_trace_sampling(void)
                       "AWS_CONTAINER_AUTHORIZATION_TOKEN=bad\nsecret-auth", NULL}};
     CHECK(config_load(&c, lookup, &e6) == 0);
     CHECK(c.xray.enabled && issue_for(&c, "AWS_CONTAINER_AUTHORIZATION_TOKEN"));
-    CHECK(issues_free_of(&c, "secret-auth") && !issue_for(&c, "AWS_CONTAINER_CREDENTIALS_FULL_URI"));
+    CHECK(issues_free_of(&c, "secret-auth") &&
+          !issue_for(&c, "AWS_CONTAINER_CREDENTIALS_FULL_URI"));
     config_free(&c);
 
     /* Credentials never reach an issue, and a token with a line break is refused. */

@@ -79,11 +79,11 @@ static void test_weights_add_up_to_cpu_time(void)
     const uint64_t P = SELFPROF_PERIOD_NS;
     struct selfprof_agg agg = {0};
     CHECK(selfprof_agg_weigh(&agg, P) == 1);
-    CHECK(selfprof_agg_weigh(&agg, 0) == 1); /* unknown: one period */
+    CHECK(selfprof_agg_weigh(&agg, 0) == 1);           /* unknown: one period */
     CHECK(selfprof_agg_weigh(&agg, 35 * P / 10) == 4); /* 3.5 rounds up; -0.5 carried */
     CHECK(selfprof_agg_weigh(&agg, 35 * P / 10) == 3); /* 3.0 */
-    CHECK(selfprof_agg_weigh(&agg, P / 10) == 0);       /* 0.1: carried */
-    CHECK(selfprof_agg_weigh(&agg, P / 2) == 1);        /* 0.6 */
+    CHECK(selfprof_agg_weigh(&agg, P / 10) == 0);      /* 0.1: carried */
+    CHECK(selfprof_agg_weigh(&agg, P / 2) == 1);       /* 0.6 */
     /* Through the ring: 1000 samples of uneven weights (7 to 31 ms) total their CPU time to
      * within one period, and every stack keeps its share. */
     struct selfprof_ring r;
