@@ -44,24 +44,6 @@ struct conn {
     bool detached;      /* no socket: relay_server_feed's; answers are discarded */
 };
 
-/* One log line at once, then at most one a second with how many there were since. */
-struct rate_limit {
-    uint64_t unlogged;
-    uint64_t logged_ms; /* 0: never */
-};
-
-/* Counts an event; returns how many to report now, or 0 to stay quiet. */
-static uint64_t rate_limit_hit(struct rate_limit *rl, uint64_t now)
-{
-    rl->unlogged++;
-    if (rl->logged_ms && now - rl->logged_ms < 1000)
-        return 0;
-    uint64_t n = rl->unlogged;
-    rl->unlogged = 0;
-    rl->logged_ms = now ? now : 1;
-    return n;
-}
-
 struct listener {
     uv_tcp_t tcp;
     bool open;

@@ -183,8 +183,7 @@ struct telemetry {
     llhttp_settings_t settings;
     int open_handles;
     bool closing;
-    uint64_t last_warn_ms; /* rejections are logged at most once a second */
-    uint64_t unlogged;
+    struct rate_limit rejected; /* refusals are logged at most once a second */
     void (*sub_done)(void *ud, bool ok);
     void *sub_ud;
 };
@@ -272,14 +271,10 @@ static void tconn_respond(struct tconn *c, int status, const char *reason, const
 static void reject(struct tconn *c, int status, const char *reason, const char *why)
 {
     struct telemetry *t = c->t;
-    uint64_t now = uv_now(t->loop);
-    t->unlogged++;
-    if (!t->last_warn_ms || now - t->last_warn_ms >= 1000) {
+    uint64_t n = rate_limit_hit(&t->rejected, uv_now(t->loop));
+    if (n)
         log_warn("telemetry listener refused a request",
-                 LKI("status", status) LKS("error", why) LKI("refused", t->unlogged));
-        t->unlogged = 0;
-        t->last_warn_ms = now ? now : 1;
-    }
+                 LKI("status", status) LKS("error", why) LKI("refused", n));
     char text[256];
     snprintf(text, sizeof(text), "%s\n", why);
     tconn_respond(c, status, reason, text, true);
