@@ -21,6 +21,7 @@ import tempfile
 import unittest
 import urllib.parse
 
+import pprof
 from harness import BINARY, Extension, free_port
 from remote import RecordingRemote
 
@@ -100,42 +101,6 @@ def install_client():
                              % (CLIENT, PREFIX, r.stderr[-2000:]))
 
 
-def varint(buf, i):
-    n = shift = 0
-    while True:
-        b = buf[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            return n, i
-
-
-def protobuf_fields(buf):
-    """Walks a protobuf message; returns the field numbers seen. Raises on malformed input."""
-    i, seen = 0, []
-    while i < len(buf):
-        key, i = varint(buf, i)
-        field, wire = key >> 3, key & 7
-        if field == 0:
-            raise ValueError("field number 0 at %d" % i)
-        if wire == 0:
-            _, i = varint(buf, i)
-        elif wire == 1:
-            i += 8
-        elif wire == 2:
-            n, i = varint(buf, i)
-            i += n
-        elif wire == 5:
-            i += 4
-        else:
-            raise ValueError("wire type %d at %d" % (wire, i))
-        if i > len(buf):
-            raise ValueError("truncated at field %d" % field)
-        seen.append(field)
-    return seen
-
-
 @unittest.skipIf(os.environ.get("PLE_SKIP_NODE") == "1", "PLE_SKIP_NODE=1")
 class NodejsClientTest(unittest.TestCase):
     def test_pprof_uploads_arrive_intact(self):
@@ -202,7 +167,7 @@ class NodejsClientTest(unittest.TestCase):
             self.assertIn("region=loopback", labels)
             profile = gzip.decompress(g.body)
             self.assertGreater(len(profile), 100)
-            fields = protobuf_fields(profile)
+            fields = pprof.field_numbers(profile)
             self.assertEqual(fields[0], 1, "a pprof Profile starts with field 1 (sample_type)")
             self.assertIn(6, fields, "a pprof Profile has a string table (field 6)")
         self.assertEqual(len(sids), 1, "one session id per relay process: %s" % sids)

@@ -146,6 +146,11 @@ def _fields(buf):
         yield num, wire, value
 
 
+def field_numbers(buf):
+    """The field numbers of a protobuf message, in order. Raises ValueError when malformed."""
+    return [num for num, _, _ in _fields(buf)]
+
+
 def _ints(wire, value):
     """A repeated integer field: packed (wire 2) or one varint (wire 0)."""
     if wire == 0:
