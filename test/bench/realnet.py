@@ -111,30 +111,26 @@ def one_repetition(binary, work, sink, proxy, up, ca_bundle, rtt_ms):
                         "PYROSCOPE_LOG_LEVEL": os.environ.get("PLE_BENCH_LOG_LEVEL", "info")})
     rows = []
     settle = rtt_ms / 1000.0 + 0.03
-    try:
-        pid = ext.pid
-        c0 = task_cpu_ns(pid)
-        t0, seqs = up.post(ext.port)
-        recs = sink.wait_seqs(seqs)
-        time.sleep(settle)  # the answer travels back: count the CPU of the whole exchange
-        c1 = task_cpu_ns(pid)
-        first = scenario_row("first", t0, recs, rtt_ms, (c1 - c0) / 1e6)
 
-        time.sleep(0.3)
-        c0 = task_cpu_ns(pid)
+    def timed(name):
+        """One upload, its row with the extension's CPU for the whole exchange (the answer
+        travels back for `settle` after the arrival)."""
+        c0 = task_cpu_ns(ext.pid)
         t0, seqs = up.post(ext.port)
         recs = sink.wait_seqs(seqs)
         time.sleep(settle)
-        warm = scenario_row("warm", t0, recs, rtt_ms, (task_cpu_ns(pid) - c0) / 1e6)
+        return scenario_row(name, t0, recs, rtt_ms, (task_cpu_ns(ext.pid) - c0) / 1e6)
+
+    try:
+        pid = ext.pid
+        first = timed("first")
+        time.sleep(0.3)
+        warm = timed("warm")
         first["handshake_cpu_ms"] = first["cpu_ms"] - warm["cpu_ms"]
         rows += [first, warm]
 
         time.sleep(FREEZE_S)
-        c0 = task_cpu_ns(pid)
-        t0, seqs = up.post(ext.port)
-        recs = sink.wait_seqs(seqs)
-        time.sleep(settle)
-        idle1 = scenario_row("idle1", t0, recs, rtt_ms, (task_cpu_ns(pid) - c0) / 1e6)
+        idle1 = timed("idle1")
         idle1["handshake_cpu_ms"] = idle1["cpu_ms"] - warm["cpu_ms"]
         rows.append(idle1)
 
