@@ -7,6 +7,7 @@ arrives exactly once. (HTTP/1.1 over TLS, the fallback, is test_tls.py: the Pyth
 no h2.) Skipped when nginx is not installed (test/install-deps.sh installs nginx-light)."""
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -15,6 +16,7 @@ import unittest
 
 from delay_proxy import DelayProxy
 from harness import BINARY, Extension, free_port
+from hostname import HOST, private_hosts_prefix
 from nginx_tls import NginxTlsSink, nginx_path
 from tlsca import make_ca_and_cert
 from test_relay import http_exchange, post
@@ -67,11 +69,12 @@ class Http2Test(unittest.TestCase):
         self.addCleanup(self.proxy.close)
         self.seq = 0
 
-    def start(self, remote):
+    def start(self, remote, ca_dir=None, prefix=None, **env):
         self.port = free_port()
-        ext = Extension({"PYROSCOPE_DEV_MODE": "true", "PYROSCOPE_RELAY_PORT": self.port,
-                         "PYROSCOPE_REMOTE_ADDRESS": remote, "PYROSCOPE_LOG_LEVEL": "debug",
-                         "SSL_CERT_FILE": self.dir + "/ca.pem"}, binary=self.binary).start()
+        ext = Extension(dict({"PYROSCOPE_DEV_MODE": "true", "PYROSCOPE_RELAY_PORT": self.port,
+                              "PYROSCOPE_REMOTE_ADDRESS": remote, "PYROSCOPE_LOG_LEVEL": "debug",
+                              "SSL_CERT_FILE": (ca_dir or self.dir) + "/ca.pem"}, **env),
+                        binary=self.binary, prefix=prefix).start(timeout=20)
         self.addCleanup(ext.kill)
         return ext
 
@@ -145,6 +148,39 @@ class Http2Test(unittest.TestCase):
 
     def test_remote_given_by_ip_address(self):
         self.check_burst_and_resumption("https://127.0.0.1:%d" % self.proxy.port)
+
+    def test_field_host_name_tls_far_away_after_a_freeze(self):
+        """As in the field: a remote named by a host name (only a private /etc/hosts knows it, and
+        every new connection resolves it again), over TLS, 100 ms away, and a freeze (SIGSTOP)
+        longer than the remote's keep-alive between two bursts. Every upload arrives once."""
+        certs = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, certs, True)
+        make_ca_and_cert(certs, HOST, "DNS:%s" % HOST)
+        sink = NginxTlsSink(self.work + "/field", certs, keepalive_s=1)
+        self.addCleanup(sink.close)
+        proxy = DelayProxy(sink.port, 0.05)
+        self.addCleanup(proxy.close)
+        ext = self.start("https://%s:%d" % (HOST, proxy.port), ca_dir=certs,
+                         prefix=private_hosts_prefix(certs), PLE_TEST_DNS_CACHE_TIMEOUT="0")
+        first = self.burst(5)
+        self.assertEqual({r["tls"] for r in sink.wait_seqs(first)}, {"TLSv1.3"})
+        ext.proc.send_signal(signal.SIGSTOP)  # frozen while nginx drops the idle connection
+        try:
+            deadline = time.monotonic() + 10
+            while established(sink.port):
+                self.assertLess(time.monotonic(), deadline, "nginx kept the idle connection open")
+                time.sleep(0.02)
+        finally:
+            ext.proc.send_signal(signal.SIGCONT)
+        again = self.burst(5)
+        sink.wait_seqs(again)
+        ext.signal_term()
+        self.assertEqual(ext.wait_exit(10), 0)
+        ext.wait_for_log(r'msg="shutdown summary" accepted=10 relayed=10 failed=0 ')
+        counts = {}
+        for r in sink.read():
+            counts[r["seq"]] = counts.get(r["seq"], 0) + 1
+        self.assertEqual({s: counts.get(s, 0) for s in first + again}, {s: 1 for s in first + again})
 
 
 if __name__ == "__main__":
