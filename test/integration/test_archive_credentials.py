@@ -91,6 +91,8 @@ class ContainerCredentialsTest(unittest.TestCase):
         # Refreshed in the background, before the first ones expire (8 s after they were made).
         second = ep.wait_requests(2, timeout=15)[1]["time"]
         self.assertLess(second, first + 8)
+        # Recorded as the endpoint answers: wait until the extension has taken the new ones.
+        fn.ext.wait_for_log(r'msg="AWS credentials fetched"', timeout=10, count=2)
         put = self.archive_one(fn, 2)
         self.assertEqual(put["status"], 200)
         self.assertIn("Credential=%s/" % AK2, put["headers"]["authorization"])

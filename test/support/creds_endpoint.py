@@ -43,16 +43,18 @@ class CredentialsEndpoint:
                     self.close_connection = True
                     return
                 status, body = ep._answer(self.path, auth)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                # Recorded before the answer leaves: once written, the extension may act on it
+                # before this thread runs again, and a test that sees it act must see the record.
                 with ep.cond:
                     ep.requests.append({"path": self.path, "authorization": auth,
                                         "status": status, "time": time.time(),
                                         "arrived": arrived})
                     ep.cond.notify_all()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

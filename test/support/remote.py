@@ -190,9 +190,16 @@ class RecordingRemote:
                         self._reset()
                         return
                     body = b"" if status < 300 else b"remote says no"
-                    # Stamped before the answer leaves: once it is written, the extension may act
-                    # on it (poll /event/next) before this thread runs again.
-                    sent_at = time.monotonic()
+                    # Recorded before the answer leaves: once it is written, the extension may act
+                    # on it (exit, poll /event/next) before this thread runs again, so a test that
+                    # sees the extension act must already see the record. A write that fails
+                    # takes the record back: the client gave up first, nothing was delivered.
+                    with remote.cond:
+                        rec.answered = time.monotonic()
+                        rec.status = status
+                        if status < 300:
+                            remote.requests.append(rec)
+                        remote.cond.notify_all()
                     try:
                         self.send_response(status)
                         if status >= 300 and remote.retry_after is not None:
@@ -207,13 +214,12 @@ class RecordingRemote:
                         self.wfile.flush()
                     except OSError:
                         self.close_connection = True
-                        return  # the client gave up first: not delivered
-                    with remote.cond:
-                        rec.answered = sent_at
-                        rec.status = status
-                        if status < 300:
-                            remote.requests.append(rec)
-                        remote.cond.notify_all()
+                        with remote.cond:  # the client gave up first: not delivered
+                            rec.answered = None
+                            if status < 300:
+                                remote.requests.remove(rec)
+                            remote.cond.notify_all()
+                        return
                 finally:
                     with remote.cond:
                         remote.active -= 1

@@ -151,10 +151,15 @@ class S3Server:
                 n = int(self.headers.get("Content-Length") or 0)
                 return self.rfile.read(n) if n else b""
 
-            def _answer(self, status, body=b"", ctype="application/xml", extra=()):
-                # Stamped before the first byte leaves: a client may act on the answer (the
-                # extension's next /event/next) before this thread runs again.
-                self._answered_at = time.monotonic()
+            def _answer(self, status, body=b"", ctype="application/xml", extra=(), error=None):
+                # Recorded before the first byte leaves: a client may act on the answer (the
+                # extension's next /event/next, its exit) before this thread runs again, and a
+                # test that sees it act must see the record.
+                rec = self._rec
+                rec["status"], rec["error"], rec["answered"] = status, error, time.monotonic()
+                with server.cond:
+                    server.requests.append(rec)
+                    server.cond.notify_all()
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
@@ -167,7 +172,7 @@ class S3Server:
             def _error(self, status, code, message):
                 xml = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>"
                        f"<Message>{message}</Message></Error>").encode()
-                self._answer(status, xml)
+                self._answer(status, xml, error=code)
 
             def _handle(self):
                 if self.headers.get("Expect", "").lower() == "100-continue":
@@ -175,18 +180,12 @@ class S3Server:
                     self.end_headers()
                 body = self._body() if self.command == "PUT" else b""
                 headers = list(self.headers.items())
-                self._answered_at = None
-                rec = {"arrived": time.monotonic(), "method": self.command, "path": self.path,
-                       "headers": {k.lower(): v for k, v in headers}, "body": body,
-                       "status": 0, "error": None, "answered": None}
+                self._rec = {"arrived": time.monotonic(), "method": self.command,
+                             "path": self.path, "headers": {k.lower(): v for k, v in headers},
+                             "body": body, "status": 0, "error": None, "answered": None}
                 if server.delay:
                     time.sleep(server.delay)
-                status, err = server._serve(self, rec, headers, body)
-                rec["status"], rec["error"] = status, err
-                rec["answered"] = self._answered_at or time.monotonic()
-                with server.cond:
-                    server.requests.append(rec)
-                    server.cond.notify_all()
+                server._serve(self, self._rec, headers, body)  # answers (and records) once
 
             do_PUT = do_GET = do_HEAD = _handle
 
