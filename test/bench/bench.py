@@ -1046,7 +1046,11 @@ def run_realnet(args):
     if not binaries:
         binaries = [("extension", ensure_binary())]
     rtts = [int(x) for x in args.rtt.split(",") if x]
-    res = realnet.run(binaries, rtts, args.reps, args.keep, args.small_ca)
+    if args.proxy == "c":
+        from delay_proxy import c_proxy_binary
+        if not c_proxy_binary():
+            ensure_binary()  # the build of build/ makes build/test/ple-delay-proxy too
+    res = realnet.run(binaries, rtts, args.reps, args.keep, args.small_ca, args.proxy)
     res["time"] = datetime.datetime.now().isoformat(timespec="seconds")
     res["host"] = host_info()
     res["binary_bytes"] = {label: os.path.getsize(path) for label, path in binaries}
@@ -1091,6 +1095,9 @@ def main():
     ap.add_argument("--reps", type=int, default=5, help="--realnet: repetitions per scenario")
     ap.add_argument("--small-ca", action="store_true",
                     help="--realnet: SSL_CERT_FILE holds the test CA only, not the system's bundle too")
+    ap.add_argument("--proxy", choices=("c", "asyncio"), default="c",
+                    help="--realnet: the delay proxy (default c: ple-delay-proxy, which adds no "
+                         "time of its own; asyncio adds a few ms per exchange)")
     ap.add_argument("--bin", action="append", default=[], metavar="LABEL=PATH",
                     help="--realnet: a binary to measure (repeatable; default: PLE_BINARY or build/)")
     args = ap.parse_args()

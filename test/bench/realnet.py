@@ -3,6 +3,9 @@ remote is tens of milliseconds away over HTTPS, and most of all right after a th
 
     extension (dev mode) --https--> DelayProxy (each direction delayed by RTT/2) --> nginx sink
 
+The delay proxy is ple-delay-proxy (test/support/delay_proxy.c) unless --proxy asyncio asks for
+the Python one, which adds a few milliseconds per exchange of its own.
+
 The sink offers TLS 1.2 and 1.3 with session tickets and a session cache, HTTP/2 and HTTP/1.1
 (ALPN), and keepalive_timeout 2s, and logs every request with its arrival time, TLS version,
 whether the session was resumed, the HTTP version and the connection number. The proxy delays
@@ -187,7 +190,7 @@ def summarize(rows):
     return out
 
 
-def run(binaries, rtts_ms, reps, keep=False, small_ca=False):
+def run(binaries, rtts_ms, reps, keep=False, small_ca=False, proxy_impl="c"):
     """binaries: [(label, path)]. Returns the section's results (JSON-able)."""
     if not shutil.which("openssl"):
         raise RuntimeError("the openssl command is needed (apt-get install openssl)")
@@ -213,7 +216,8 @@ def run(binaries, rtts_ms, reps, keep=False, small_ca=False):
         res["ca_bundle_certs"] = open(bundle).read().count("BEGIN CERTIFICATE")
         sink = NginxTlsSink(work, cert_dir, KEEPALIVE_S, spawn=spawn)
         for rtt in rtts_ms:
-            proxy = DelayProxy(sink.port, rtt / 2000.0)
+            proxy = DelayProxy(sink.port, rtt / 2000.0, impl=proxy_impl)
+            res["proxy"] = proxy.impl
             try:
                 by = {}
                 floor = []
@@ -275,7 +279,8 @@ def cell(s):
 def print_report(res):
     p = print
     labels = list(res["binaries"])
-    p("\nReal network: extension -> delay proxy (RTT as given, + one RTT for the TCP handshake) -> "
+    p("\nReal network: extension -> delay proxy (%s; RTT as given, + one RTT for the TCP handshake) -> "
+      % {"c": "ple-delay-proxy, C", "asyncio": "asyncio"}.get(res.get("proxy"), "?") +
       "nginx HTTPS (TLS 1.2+1.3, tickets, h2+h1.1, keepalive %d s); 16 KiB pprof; median of %d; "
       "CA bundle of %d certificates" % (res["keepalive_s"], res["reps"], res.get("ca_bundle_certs", 0)))
     for rtt, by in res["by_rtt"].items():

@@ -2,12 +2,34 @@
 every chunk is delayed by RTT/2 in each direction, and, because the kernel completes the client's
 TCP handshake locally, a new connection's first client bytes are held one RTT more, the round
 trip of the SYN that a real network would charge. Used by test/bench/realnet.py and the HTTP/2
-tests. asyncio, in a thread of its own; close() stops it."""
+tests; close() stops it.
+
+Two implementations of the same model: ple-delay-proxy (test/support/delay_proxy.c, built with
+the tests into build/test/), used when it is found (PLE_DELAY_PROXY, else build/test/), and
+asyncio in a thread of its own otherwise. The C one adds no measurable time of its own; the
+asyncio one adds a few milliseconds per exchange (0.1-0.2 RTT at 40 ms), which is why the
+benchmark names the one it used."""
 
 import asyncio
 import collections
+import os
 import socket
+import subprocess
 import threading
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+
+def c_proxy_binary():
+    """The path of ple-delay-proxy, or None: PLE_DELAY_PROXY (which must then be executable),
+    else build/test/ple-delay-proxy when it was built."""
+    path = os.environ.get("PLE_DELAY_PROXY")
+    if path:
+        if not os.access(path, os.X_OK):
+            raise RuntimeError("PLE_DELAY_PROXY=%s is not an executable file" % path)
+        return path
+    path = os.path.join(ROOT, "build", "test", "ple-delay-proxy")
+    return path if os.access(path, os.X_OK) else None
 
 
 def _free_port():
@@ -21,9 +43,26 @@ class DelayProxy:
     of its own). Order is kept per direction: one sender per direction sends each chunk at its
     due time."""
 
-    def __init__(self, target_port, one_way):
+    def __init__(self, target_port, one_way, impl=None):
+        """impl: "c", "asyncio", or None for the C one when it is found."""
         self.target_port = target_port
         self.one_way = one_way
+        self._proc = None
+        binary = c_proxy_binary() if impl in (None, "c") else None
+        if impl == "c" and not binary:
+            raise RuntimeError("ple-delay-proxy is not built (cmake --build build)")
+        if binary:
+            self.impl = "c"
+            self._proc = subprocess.Popen([binary, str(target_port), str(round(one_way * 1e6))],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            line = self._proc.stdout.readline().decode()  # bounded: it prints or exits at once
+            if not line.startswith("listening "):
+                self._proc.kill()
+                self._proc.wait(5)
+                raise RuntimeError("ple-delay-proxy did not start: %r" % line)
+            self.port = int(line.split()[1])
+            return
+        self.impl = "asyncio"
         self.port = _free_port()
         self.connections = 0
         self._ready = threading.Event()
@@ -109,6 +148,16 @@ class DelayProxy:
                     pass
 
     def close(self):
+        if self._proc:
+            self._proc.stdin.close()  # its end of input: it closes every connection and exits
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+            self._proc.stdout.close()
+            return
+
         async def shut():
             # Cancelled pumps are the expected end here, not errors to print.
             self._loop.set_exception_handler(lambda loop, ctx: None)
