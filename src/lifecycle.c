@@ -527,6 +527,9 @@ static void on_registered(void *ud, const struct extapi_response *r)
         return;
     }
     start_telemetry_then_next(app);
+    /* The next request is on its way: while the runtime runs its own init, parse the CA bundle
+     * that the first upload would otherwise wait for. */
+    upstream_prepare_tls(app->upstream);
 }
 
 static void register_extension(struct app *app)
@@ -567,8 +570,10 @@ void lifecycle_start(struct app *app)
         log_info("dev mode: not registering with the Extensions API", );
         if (app->listen_error)
             begin_exit(app, 1);
-        else
+        else {
             start_uploads(app);
+            upstream_prepare_tls(app->upstream);
+        }
         return;
     }
     const char *api = getenv("AWS_LAMBDA_RUNTIME_API");

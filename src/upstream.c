@@ -486,28 +486,40 @@ static void set_signature(struct transfer *t)
 #ifdef PLE_CURL_WOLFSSL
 /* curl 7.88 gives wolfSSL a fresh context per connection and would parse the whole CA bundle into
  * each: about 3 ms of CPU for a system bundle of 145 certificates, on every reconnect after a
- * thaw, more than the handshake itself. The bundle is parsed once, at the first https connection
- * (not at start: cold start stays free of it), into one store that every connection's context
- * shares; wolfSSL counts the references. */
+ * thaw, more than the handshake itself. The bundle is parsed once into one store that every
+ * connection's context shares; wolfSSL counts the references. It is parsed early, by
+ * upstream_prepare_tls once the extension is registered (so that cold start stays free of it and
+ * the parse overlaps the runtime's own init), else at the first https connection. CURLE_OK, or
+ * the error the connection fails with (logged once). */
+static CURLcode ca_store_load(struct upstream *u)
+{
+    if (u->ca_store)
+        return CURLE_OK;
+    WOLFSSL_X509_STORE *s = wolfSSL_X509_STORE_new();
+    if (!s)
+        return CURLE_OUT_OF_MEMORY;
+    uint64_t t0 = uv_hrtime();
+    if (wolfSSL_X509_STORE_load_locations(s, u->ca_file, u->ca_path) != WOLFSSL_SUCCESS) {
+        wolfSSL_X509_STORE_free(s);
+        if (!u->ca_store_failed)
+            log_error("CA certificates cannot be loaded; https uploads will fail",
+                      LKS("file", u->ca_file ? u->ca_file : "")
+                          LKS("dir", u->ca_path ? u->ca_path : ""));
+        u->ca_store_failed = true;
+        return CURLE_SSL_CACERT_BADFILE;
+    }
+    u->ca_store = s;
+    log_debug("CA certificates parsed", LKI("us", (int64_t)((uv_hrtime() - t0) / 1000)));
+    return CURLE_OK;
+}
+
 static CURLcode ca_store_attach(CURL *e, void *ssl_ctx, void *ud)
 {
     struct upstream *u = ud;
     (void)e;
-    if (!u->ca_store) {
-        WOLFSSL_X509_STORE *s = wolfSSL_X509_STORE_new();
-        if (!s)
-            return CURLE_OUT_OF_MEMORY;
-        if (wolfSSL_X509_STORE_load_locations(s, u->ca_file, u->ca_path) != WOLFSSL_SUCCESS) {
-            wolfSSL_X509_STORE_free(s);
-            if (!u->ca_store_failed)
-                log_error("CA certificates cannot be loaded; https uploads will fail",
-                          LKS("file", u->ca_file ? u->ca_file : "")
-                              LKS("dir", u->ca_path ? u->ca_path : ""));
-            u->ca_store_failed = true;
-            return CURLE_SSL_CACERT_BADFILE;
-        }
-        u->ca_store = s;
-    }
+    CURLcode rc = ca_store_load(u);
+    if (rc != CURLE_OK)
+        return rc;
     if (wolfSSL_X509_STORE_up_ref(u->ca_store) != WOLFSSL_SUCCESS)
         return CURLE_OUT_OF_MEMORY;
     wolfSSL_CTX_set_cert_store(ssl_ctx, u->ca_store); /* takes the reference just made */
@@ -518,6 +530,17 @@ static CURLcode ca_store_attach(CURL *e, void *ssl_ctx, void *ud)
     return CURLE_OK;
 }
 #endif
+
+void upstream_prepare_tls(struct upstream *u)
+{
+#ifdef PLE_CURL_WOLFSSL
+    if (u && !u->ca_store && !u->ca_store_failed && (u->ca_file || u->ca_path) &&
+        strncmp(u->c->remote_address, "https:", 6) == 0)
+        ca_store_load(u);
+#else
+    (void)u; /* Debian's libcurl parses its bundle itself, at the first connection */
+#endif
+}
 
 static void set_ca(CURL *e, struct upstream *u)
 {
