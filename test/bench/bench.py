@@ -1091,7 +1091,8 @@ def main():
                     help="profile the relay under a fixed load (callgrind, strace -c, perf)")
     ap.add_argument("--realnet", action="store_true",
                     help="the real-network section only: HTTPS through a delay proxy (realnet.py)")
-    ap.add_argument("--rtt", default="40,80", help="--realnet: RTTs in ms, comma-separated")
+    ap.add_argument("--rtt", default="40,80", help="--realnet: RTTs in ms, comma-separated; 0 "
+                    "measures what the setup itself takes (client, proxy, nginx), in ms")
     ap.add_argument("--reps", type=int, default=5, help="--realnet: repetitions per scenario")
     ap.add_argument("--small-ca", action="store_true",
                     help="--realnet: SSL_CERT_FILE holds the test CA only, not the system's bundle too")

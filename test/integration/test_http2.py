@@ -6,6 +6,7 @@ after the remote closed the idle connection resumes the TLS session kept in the 
 arrives exactly once. (HTTP/1.1 over TLS, the fallback, is test_tls.py: the Python remote offers
 no h2.) Skipped when nginx is not installed (test/install-deps.sh installs nginx-light)."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,10 +17,14 @@ import unittest
 
 from delay_proxy import DelayProxy
 from harness import BINARY, Extension, free_port
+from lambda_emu import LambdaEmulator
 from hostname import HOST, private_hosts_prefix
 from nginx_tls import NginxTlsSink, nginx_path
 from tlsca import make_ca_and_cert
 from test_relay import http_exchange, post
+
+
+SESSION_IN_URI = re.compile(r"__session_id__(?:=|%3D)([0-9a-f]{16})")
 
 
 def links_openssl(binary):
@@ -107,9 +112,9 @@ class Http2Test(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline, "nginx kept the idle connection open")
             time.sleep(0.02)
 
-    def assert_once(self, seqs):
+    def assert_once(self, seqs, sink=None):
         counts = {}
-        for r in self.sink.read():
+        for r in (sink or self.sink).read():
             counts[r["seq"]] = counts.get(r["seq"], 0) + 1
         self.assertEqual({s: counts.get(s, 0) for s in seqs}, {s: 1 for s in seqs})
 
@@ -153,13 +158,7 @@ class Http2Test(unittest.TestCase):
         """As in the field: a remote named by a host name (only a private /etc/hosts knows it, and
         every new connection resolves it again), over TLS, 100 ms away, and a freeze (SIGSTOP)
         longer than the remote's keep-alive between two bursts. Every upload arrives once."""
-        certs = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, certs, True)
-        make_ca_and_cert(certs, HOST, "DNS:%s" % HOST)
-        sink = NginxTlsSink(self.work + "/field", certs, keepalive_s=1)
-        self.addCleanup(sink.close)
-        proxy = DelayProxy(sink.port, 0.05)
-        self.addCleanup(proxy.close)
+        certs, sink, proxy = self.field_remote()
         ext = self.start("https://%s:%d" % (HOST, proxy.port), ca_dir=certs,
                          prefix=private_hosts_prefix(certs), PLE_TEST_DNS_CACHE_TIMEOUT="0")
         first = self.burst(5)
@@ -177,10 +176,99 @@ class Http2Test(unittest.TestCase):
         ext.signal_term()
         self.assertEqual(ext.wait_exit(10), 0)
         ext.wait_for_log(r'msg="shutdown summary" accepted=10 relayed=10 failed=0 ')
-        counts = {}
-        for r in sink.read():
-            counts[r["seq"]] = counts.get(r["seq"], 0) + 1
-        self.assertEqual({s: counts.get(s, 0) for s in first + again}, {s: 1 for s in first + again})
+        self.assert_once(first + again, sink)
+
+    # -- the execution models in the field: the same remote, named, over TLS, 100 ms away --
+
+    def field_remote(self):
+        """nginx behind the delay proxy (100 ms RTT), its certificate for HOST, which only the
+        extension's private /etc/hosts knows. Returns (certs, sink, proxy)."""
+        certs = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, certs, True)
+        make_ca_and_cert(certs, HOST, "DNS:%s" % HOST)
+        sink = NginxTlsSink(self.work + "/field", certs, keepalive_s=1)
+        self.addCleanup(sink.close)
+        proxy = DelayProxy(sink.port, 0.05)
+        self.addCleanup(proxy.close)
+        return certs, sink, proxy
+
+    def start_in_lambda(self, emu, certs, proxy, **env):
+        """The extension registered with the emulator, resolving HOST again per connection."""
+        self.port = free_port()
+        e = dict(emu.env(), PYROSCOPE_RELAY_PORT=self.port, PYROSCOPE_LOG_LEVEL="debug",
+                 PYROSCOPE_REMOTE_ADDRESS="https://%s:%d" % (HOST, proxy.port),
+                 SSL_CERT_FILE=certs + "/ca.pem", PLE_TEST_DNS_CACHE_TIMEOUT="0",
+                 AWS_LAMBDA_FUNCTION_NAME="field-fn", **env)
+        ext = Extension(e, binary=self.binary, prefix=private_hosts_prefix(certs))
+        ext.start(timeout=20)
+        self.addCleanup(ext.kill)
+        emu.process = ext.proc
+        emu.wait_calls("/event/next", 1, timeout=10)
+        return ext
+
+    def emulator(self, **kw):
+        emu = LambdaEmulator(**kw)
+        emu.__enter__()
+        self.addCleanup(emu.stop)
+        return emu
+
+    def test_field_snapstart_restore(self):
+        """SnapStart in the field: an upload during init, the snapshot (SIGSTOP for longer than
+        the remote's keep-alive), the restore with the first INVOKE, then a burst. Nothing after
+        the restore travels on a connection or a TLS session made before the snapshot (a full
+        handshake, not a resumption: a session ticket must not be shared by every clone), the
+        restored environment has a session id of its own, and every upload arrives once."""
+        certs, sink, proxy = self.field_remote()
+        emu = self.emulator()
+        ext = self.start_in_lambda(emu, certs, proxy, **LambdaEmulator.SNAPSTART_ENV)
+        init = self.burst(1)
+        before = sink.wait_seqs(init)
+        emu.snapshot_and_restore(frozen_s=1.5)
+        emu.invoke()
+        # The function pushes once its invoke runs; the extension knows of the restore by then
+        # (the INVOKE answers the poll that the snapshot froze).
+        ext.wait_for_log(r'msg="restored from a SnapStart snapshot', timeout=10)
+        after = self.burst(5)
+        recs = sink.wait_seqs(after)
+        self.assertEqual({r["tls"] for r in recs}, {"TLSv1.3"})
+        self.assertEqual({r["reused"] for r in recs}, {"."}, recs)  # "r" would be a resumption
+        self.assertFalse({r["conn"] for r in recs} & {r["conn"] for r in before})
+        sid = SESSION_IN_URI.search(before[0]["uri"]).group(1)
+        self.assertEqual({SESSION_IN_URI.search(r["uri"]).group(1) for r in recs} & {sid}, set())
+        ev = emu.shutdown(deadline_in_ms=2000)
+        self.assertEqual(ext.wait_exit(10), 0, ext.log())
+        self.assertLess(time.time() * 1000, ev["deadlineMs"])
+        ext.wait_for_log(r'msg="shutdown summary" accepted=6 relayed=6 failed=0 ')
+        self.assert_once(init + after, sink)
+
+    def test_field_managed_instances(self):
+        """Lambda Managed Instances in the field: registered for SHUTDOWN only, four invokes run
+        at once and each pushes two uploads while it runs; they are relayed as they come (no
+        INVOKE to wait for), and the SHUTDOWN drains within its deadline: every upload once."""
+        certs, sink, proxy = self.field_remote()
+        emu = self.emulator(managed=True)
+        ext = self.start_in_lambda(emu, certs, proxy)
+        seqs, statuses, lock = [], [], threading.Lock()
+
+        def handler():
+            for _ in range(2):
+                with lock:
+                    self.seq += 1
+                    s = self.seq
+                    seqs.append(s)
+                st = http_exchange(self.port, post("/ingest?name=app.cpu&seq=%d" % s,
+                                                   os.urandom(8000)))[0].status
+                with lock:
+                    statuses.append(st)
+        emu.invoke_concurrent([handler] * 4)
+        self.assertEqual(statuses, [200] * 8)
+        sink.wait_seqs(seqs)  # delivered while the environment lives: no SHUTDOWN needed
+        ev = emu.shutdown(deadline_in_ms=2000)
+        self.assertEqual(ext.wait_exit(10), 0, ext.log())
+        self.assertLess(time.time() * 1000, ev["deadlineMs"])
+        self.assertFalse(emu.killed)
+        ext.wait_for_log(r'msg="shutdown summary" accepted=8 relayed=8 failed=0 ')
+        self.assert_once(seqs, sink)
 
 
 if __name__ == "__main__":

@@ -231,10 +231,14 @@ class EmptyRootTest(Case):
         ext, _ = self.run_in_root(root, remote, PYROSCOPE_REMOTE_ADDRESS=url,
                                   PYROSCOPE_LOG_LEVEL="debug")
         ext.wait_for_log(r'msg="CA certificates" file=/etc/pki/tls/certs/ca-bundle\.crt')
+        # Parsed before anything is pushed (at listening in dev mode, at registration in
+        # Lambda), so that the first upload does not wait for it; and only once.
+        ext.wait_for_log(r'msg="CA certificates parsed" us=\d+')
         self.deliver_one(ext, remote, os.urandom(50000))
         # The Python remote offers no h2 in ALPN: HTTP/1.1 over TLS, the fallback.
         ext.wait_for_log(r'msg="upload relayed" .* http=1\.1 ')
         self.stop_cleanly(ext)
+        self.assertEqual(ext.log().count('msg="CA certificates parsed"'), 1, ext.log())
 
     @unittest.skipUnless(shutil.which("openssl"), "the openssl command is needed (apt-get install openssl)")
     def test_https_upload_verified_with_amazon_linux_bundle_path(self):

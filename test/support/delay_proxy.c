@@ -12,7 +12,10 @@
  * side ONE_WAY_US after it was read, in order per direction; an EOF travels the same way (as a
  * shutdown of the write side). The kernel completes the client's TCP handshake locally, so a new
  * connection's first client bytes are held one RTT more: the round trip of the SYN that a real
- * network would charge. Timing is by an absolute CLOCK_MONOTONIC timerfd (nanoseconds), so no
+ * network would charge. It is charged after those bytes were written, not from the accept: on a
+ * real network, whatever a client does between its connect and its first write (loading CA
+ * certificates, making its TLS context) starts only once the SYN's round trip is over, so it adds
+ * to the time; charged from the accept, the round trip would hide up to one RTT of it. Timing is by an absolute CLOCK_MONOTONIC timerfd (nanoseconds), so no
  * millisecond rounding is added per hop. One thread; a test helper, never part of the extension.
  */
 #ifndef _GNU_SOURCE
@@ -59,7 +62,7 @@ struct end {
 struct dir {
     struct end *from, *to;
     struct chunk *head, *tail;
-    int64_t first_not_before_ns; /* the SYN's round trip, for the client's first bytes */
+    int64_t first_extra_ns; /* the SYN's round trip, charged to the client's first bytes */
     int done;                    /* its EOF has been passed on (or the pair broke) */
 };
 
@@ -135,12 +138,10 @@ static void enqueue(struct dir *d, const char *data, size_t len, int eof)
     struct chunk *c = malloc(sizeof *c + len);
     if (!c)
         die("malloc");
-    int64_t t = now_ns();
-    if (t < d->first_not_before_ns)
-        t = d->first_not_before_ns;
-    d->first_not_before_ns = 0;
+    /* In order per direction: a chunk never leaves before the one ahead of it (flush). */
     c->next = NULL;
-    c->due_ns = t + g_one_way_ns;
+    c->due_ns = now_ns() + d->first_extra_ns + g_one_way_ns;
+    d->first_extra_ns = 0;
     c->len = len;
     c->off = 0;
     c->eof = eof;
@@ -278,7 +279,6 @@ static void on_accept(const struct sockaddr_in *target)
                 continue;
             return; /* EAGAIN: every pending connection taken */
         }
-        int64_t syn_until = now_ns() + 2 * g_one_way_ns;
         /* Loopback: the connect completes at once, so a blocking one is fine in this helper. */
         int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (s < 0 || connect(s, (const struct sockaddr *)target, sizeof *target) != 0 ||
@@ -295,7 +295,7 @@ static void on_accept(const struct sockaddr_in *target)
         add_end(&p->client, p, c);
         add_end(&p->server, p, s);
         p->up =
-            (struct dir){.from = &p->client, .to = &p->server, .first_not_before_ns = syn_until};
+            (struct dir){.from = &p->client, .to = &p->server, .first_extra_ns = 2 * g_one_way_ns};
         p->down = (struct dir){.from = &p->server, .to = &p->client};
         p->next = g_pairs;
         g_pairs = p;
