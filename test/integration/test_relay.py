@@ -394,7 +394,8 @@ class Refusals(RelayCase):
         # Refused at their headers while the queue is full, their bodies are read and dropped;
         # what follows on the same connection is parsed as the next request.
         self.remote.set_hang()
-        self.start(PYROSCOPE_QUEUE_MAX_COUNT=1, PYROSCOPE_NUM_WORKERS=1)
+        self.start(PYROSCOPE_QUEUE_MAX_COUNT=1, PYROSCOPE_NUM_WORKERS=1,
+                   PYROSCOPE_LOG_LEVEL="debug")
         a, b, e = os.urandom(20000), os.urandom(30000), os.urandom(20000)
         refused_chunked = (b"POST /ingest?n=c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
                            b"\r\n\r\n" + chunked([b"\r\nPOST /evil HTTP/1.1\r\n", os.urandom(9000)]))
@@ -403,7 +404,9 @@ class Refusals(RelayCase):
                    post("/ingest?n=d", b"POST /x HTTP/1.1\r\n\r\n"))
             self.assertEqual([r.status for r in c.read_responses(4)], [200, 503, 503, 503])
             self.remote.release()
-            self.remote.wait_for(1)
+            # The remote stores n=a as it answers; its queue slot is free once the extension has
+            # read that answer.
+            self.ext.wait_for_log(r'msg="upload relayed" .*/ingest\?n=a"')
             c.send(post("/ingest?n=e", e))
             self.assertEqual(c.read_responses(1)[0].status, 200)
         got = {g.query: g.body for g in self.remote.wait_for(2)}
