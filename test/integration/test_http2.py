@@ -2,8 +2,9 @@
 uploads that fits HTTP/2's first 64 KiB window shares one connection and one TLS handshake
 (multiplexing, and CURLOPT_PIPEWAIT making the later transfers wait for the first connection's
 ALPN answer), a larger burst opens a second connection for what does not fit, and a reconnect
-after the remote closed the idle connection resumes the TLS session kept in the share handle. Every upload
-arrives exactly once. (HTTP/1.1 over TLS, the fallback, is test_tls.py: the Python remote offers
+after the remote closed the idle connection resumes the TLS session kept in the share handle, and
+a remote that ends each connection after a few requests with a GOAWAY gets the refused streams
+again on a new connection. Every upload arrives exactly once. (HTTP/1.1 over TLS, the fallback, is test_tls.py: the Python remote offers
 no h2.) Skipped when nginx is not installed (test/install-deps.sh installs nginx-light)."""
 import os
 import re
@@ -177,6 +178,33 @@ class Http2Test(unittest.TestCase):
         self.assertEqual(ext.wait_exit(10), 0)
         ext.wait_for_log(r'msg="shutdown summary" accepted=10 relayed=10 failed=0 ')
         self.assert_once(first + again, sink)
+
+    def test_goaway_mid_burst_loses_and_repeats_nothing(self):
+        """A remote that ends each HTTP/2 connection after 3 requests with a GOAWAY, as load
+        balancers do: the streams it did not take are sent again on a new connection, those it
+        took are not. Bursts of 8 small uploads (one connection's first window holds them all,
+        so all 8 start on it): every upload arrives exactly once."""
+        work = self.work + "/goaway"
+        sink = NginxTlsSink(work, self.dir, keepalive_s=5, keepalive_requests=3)
+        self.addCleanup(sink.close)
+        proxy = DelayProxy(sink.port, 0.01)
+        self.addCleanup(proxy.close)
+        ext = self.start("https://localhost:%d" % proxy.port)
+        seqs = []
+        for _ in range(3):
+            burst = self.burst(8, size=4000)
+            sink.wait_seqs(burst, timeout=20)
+            seqs += burst
+        recs = [r for r in sink.read() if r["seq"] in set(seqs)]
+        self.assertEqual({r["proto"] for r in recs}, {"HTTP/2.0"})
+        per_conn = {}
+        for r in recs:
+            per_conn[r["conn"]] = per_conn.get(r["conn"], 0) + 1
+        self.assertLessEqual(max(per_conn.values()), 3, per_conn)  # the GOAWAYs did happen
+        ext.signal_term()
+        self.assertEqual(ext.wait_exit(10), 0, ext.log())
+        ext.wait_for_log(r'msg="shutdown summary" accepted=24 relayed=24 failed=0 ')
+        self.assert_once(seqs, sink)
 
     # -- the execution models in the field: the same remote, named, over TLS, 100 ms away --
 
