@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "log.h"
 #include "util.h"
+#include "uvstream.h"
 
 #define READ_BUF_SIZE (64 * 1024)
 #define SWEEP_MS 1000
@@ -90,33 +91,10 @@ static void request_reset(struct conn *c)
 
 /* ---- answering ---- */
 
-struct write_req {
-    uv_write_t req;
-    char data[];
-};
-
-static void on_written(uv_write_t *w, int status)
-{
-    (void)status; /* a client that went away is not an error worth a line */
-    free(PLE_CONTAINER_OF(w, struct write_req, req));
-}
-
 static void conn_write(struct conn *c, const char *data, size_t len)
 {
-    if (c->detached)
-        return;
-    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (n == (int)len)
-        return;
-    size_t done = n > 0 ? (size_t)n : 0;
-    struct write_req *w = malloc(sizeof(*w) + len - done);
-    if (!w)
-        return;
-    memcpy(w->data, data + done, len - done);
-    b = uv_buf_init(w->data, (unsigned)(len - done));
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
-        free(w);
+    if (!c->detached)
+        stream_write_copy((uv_stream_t *)&c->tcp, data, len);
 }
 
 static const char *reason(int status)
@@ -194,27 +172,16 @@ static void conn_close(struct conn *c)
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status)
+static void conn_close_cb(void *c)
 {
-    (void)status;
-    struct conn *c = req->data;
-    free(req);
     conn_close(c);
 }
 
 /* Close once the answers already written have left. */
 static void conn_finish(struct conn *c)
 {
-    if (c->detached)
-        return;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_shutdown_t *req = malloc(sizeof(*req));
-    if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
-        free(req);
-        conn_close(c);
-        return;
-    }
-    req->data = c;
+    if (!c->detached)
+        stream_finish((uv_stream_t *)&c->tcp, conn_close_cb, c);
 }
 
 /* ---- slow clients ---- */
@@ -233,9 +200,7 @@ static void on_sweep(uv_timer_t *t)
         next = c->next;
         if (!c->in_message || uv_is_closing((uv_handle_t *)&c->tcp))
             continue;
-        c->stalled = c->progress ? 0 : c->stalled + 1;
-        c->progress = false;
-        if (c->stalled < limit) {
+        if (!stream_stalled(&c->progress, &c->stalled, limit)) {
             busy = true;
             continue;
         }

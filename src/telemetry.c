@@ -14,6 +14,7 @@
 #include "buf.h"
 #include "log.h"
 #include "util.h"
+#include "uvstream.h"
 
 #define SANDBOX_HOST "sandbox.localdomain"
 #define HOSTS_FILE "/etc/hosts"
@@ -215,33 +216,8 @@ static void tconn_close(struct tconn *c)
     uv_close((uv_handle_t *)&c->tcp, on_tconn_closed);
 }
 
-static void on_written(uv_write_t *w, int status)
+static void tconn_close_cb(void *c)
 {
-    (void)status;
-    free(w);
-}
-
-struct wreq {
-    uv_write_t w;
-    char data[];
-};
-
-static void tconn_write(struct tconn *c, const char *data, size_t len)
-{
-    struct wreq *r = malloc(sizeof(*r) + len);
-    if (!r)
-        return;
-    memcpy(r->data, data, len);
-    uv_buf_t b = uv_buf_init(r->data, (unsigned)len);
-    if (uv_write(&r->w, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
-        free(r);
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    (void)status;
-    struct tconn *c = req->data;
-    free(req);
     tconn_close(c);
 }
 
@@ -253,17 +229,10 @@ static void tconn_respond(struct tconn *c, int status, const char *reason, const
         snprintf(msg, sizeof(msg),
                  "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s\r\n%s",
                  status, reason, strlen(text), close ? "Connection: close\r\n" : "", text);
-    tconn_write(c, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
-    if (!close)
-        return;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_shutdown_t *req = malloc(sizeof(*req));
-    if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
-        free(req);
-        tconn_close(c);
-        return;
-    }
-    req->data = c;
+    stream_write_copy((uv_stream_t *)&c->tcp, msg,
+                      (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+    if (close)
+        stream_finish((uv_stream_t *)&c->tcp, tconn_close_cb, c);
 }
 
 /* Whoever sends what is not Lambda's telemetry is told why, and the log says so, at most once a
@@ -293,9 +262,7 @@ static void on_sweep(uv_timer_t *timer)
         next = c->next;
         if (!c->in_message || uv_is_closing((uv_handle_t *)&c->tcp))
             continue;
-        c->stalled = c->progress ? 0 : c->stalled + 1;
-        c->progress = false;
-        if (c->stalled < t->stall_sweeps) {
+        if (!stream_stalled(&c->progress, &c->stalled, t->stall_sweeps)) {
             busy = true;
             continue;
         }
