@@ -9,9 +9,7 @@ import re
 import subprocess
 import unittest
 
-from harness import BINARY, DevModeCase, free_port
-from lambda_emu import LambdaEmulator
-from remote import RecordingRemote
+from harness import BINARY, DevModeCase, LambdaCase, free_port
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 with open(os.path.join(ROOT, "VERSION")) as f:
@@ -24,14 +22,7 @@ def config_variables():
         return sorted(set(re.findall(r'"((?:PYROSCOPE|XRAYPROFILE)_[A-Z0-9_]+)"', f.read())))
 
 
-class About(unittest.TestCase):
-    def setUp(self):
-        self.remote = RecordingRemote().start()
-        self.addCleanup(self.remote.stop)
-        self.emu = LambdaEmulator()
-        self.emu.__enter__()
-        self.addCleanup(self.emu.stop)
-
+class About(LambdaCase):
     def run_binary(self, *args):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                "AWS_LAMBDA_RUNTIME_API": self.emu.address,

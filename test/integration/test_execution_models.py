@@ -7,42 +7,14 @@ import json
 import threading
 import time
 import unittest
-import urllib.request
 
-from harness import Extension, RawClient, free_port, http_exchange, post
+from harness import Extension, LambdaCase, RawClient, http_exchange, post, push
 from lambda_emu import LambdaEmulator
-from remote import RecordingRemote
 
 
-def push(port, body=b"x" * 2048, path="/ingest?name=app.lambda%7Bk%3Dv%7D&from=1&until=2"):
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=body,
-                                 headers={"Content-Type": "application/octet-stream"})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return resp.status
-
-
-class Case(unittest.TestCase):
-    managed = False
-
-    def setUp(self):
-        self.remote = RecordingRemote()
-        self.remote.start()
-        self.addCleanup(self.remote.stop)
-        self.emu = LambdaEmulator(managed=self.managed)
-        self.emu.__enter__()
-        self.addCleanup(self.emu.stop)
-        self.port = free_port()
-
+class Case(LambdaCase):
     def start(self, **env):
-        base = self.emu.env()
-        base.update({"PYROSCOPE_RELAY_PORT": str(self.port),
-                     "PYROSCOPE_REMOTE_ADDRESS": self.remote.url,
-                     "PYROSCOPE_LOG_LEVEL": "debug"})
-        base.update({k: str(v) for k, v in env.items()})
-        ext = Extension(env=base)
-        ext.start(wait_listening=False)
-        self.addCleanup(ext.kill)
-        self.emu.process = ext.proc
+        ext = super().start(**env)
         self.emu.wait_calls("/event/next", 1)
         return ext
 

@@ -7,9 +7,7 @@ import statistics
 import time
 import unittest
 
-from harness import DevModeCase, Extension, free_port
-from lambda_emu import LambdaEmulator
-from remote import RecordingRemote
+from harness import DevModeCase, Extension, LambdaCase, free_port
 from test_relay import http_exchange, post
 
 
@@ -95,14 +93,7 @@ class RemoteFaultsTest(DevModeCase):
         self.assertEqual(self.remote.wait_for(1)[0].body, b"normal")
 
 
-class ExtensionsApiFaultsTest(unittest.TestCase):
-    def setUp(self):
-        self.remote = RecordingRemote().start()
-        self.addCleanup(self.remote.stop)
-        self.emu = LambdaEmulator()
-        self.emu.__enter__()
-        self.addCleanup(self.emu.stop)
-
+class ExtensionsApiFaultsTest(LambdaCase):
     def start(self):
         port = free_port()
         ext = Extension({"AWS_LAMBDA_RUNTIME_API": self.emu.address, "PYROSCOPE_RELAY_PORT": port,

@@ -7,42 +7,11 @@ import re
 import socket
 import time
 import unittest
-import urllib.request
 
-from harness import Extension, free_port
-from lambda_emu import LambdaEmulator
-from remote import RecordingRemote
+from harness import Extension, LambdaCase, free_port, push
 
 
-def push(port, body=b"x" * 2048, path="/ingest?name=app.lambda%7Bk%3Dv%7D&from=1&until=2"):
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=body,
-                                 headers={"Content-Type": "application/octet-stream"})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return resp.status
-
-
-class LifecycleTest(unittest.TestCase):
-    def setUp(self):
-        self.remote = RecordingRemote()
-        self.remote.start()
-        self.addCleanup(self.remote.stop)
-        self.emu = LambdaEmulator()
-        self.emu.__enter__()
-        self.addCleanup(self.emu.stop)
-        self.port = free_port()
-
-    def start(self, **env):
-        base = {"AWS_LAMBDA_RUNTIME_API": self.emu.address,
-                "PYROSCOPE_RELAY_PORT": str(self.port),
-                "PYROSCOPE_REMOTE_ADDRESS": self.remote.url,
-                "PYROSCOPE_LOG_LEVEL": "debug"}
-        base.update({k: str(v) for k, v in env.items()})
-        ext = Extension(env=base)
-        ext.start(wait_listening=False)
-        self.addCleanup(ext.kill)
-        self.emu.process = ext.proc
-        return ext
-
+class LifecycleTest(LambdaCase):
     def registered(self, ext):
         self.emu.wait_calls("/register", 1)
         self.emu.wait_calls("/event/next", 1)

@@ -4,10 +4,8 @@ recording remote tells TCP connections apart. Every wait is bounded."""
 import re
 import unittest
 
-from harness import Extension, free_port
+from harness import LambdaCase, push
 from lambda_emu import LambdaEmulator
-from remote import RecordingRemote
-from test_trace_sampling import push
 
 SESSION = re.compile(r"__session_id__=([0-9a-f]{16})")
 
@@ -18,29 +16,14 @@ def session_of(rec):
     return m.group(1)
 
 
-class SnapStartTest(unittest.TestCase):
-    def setUp(self):
-        self.remote = RecordingRemote()
-        self.remote.start()
-        self.addCleanup(self.remote.stop)
-        self.emu = LambdaEmulator()
-        self.emu.__enter__()
-        self.addCleanup(self.emu.stop)
-
+class SnapStartTest(LambdaCase):
     def start(self, snapstart, **more):
-        self.port = free_port()
-        env = {"AWS_LAMBDA_RUNTIME_API": self.emu.address, "PYROSCOPE_RELAY_PORT": self.port,
-               "PYROSCOPE_REMOTE_ADDRESS": self.remote.url, "PYROSCOPE_LOG_LEVEL": "debug"}
-        env.update(more)
         if snapstart:
-            env.update(LambdaEmulator.SNAPSTART_ENV)
-        self.ext = Extension(env=env)
-        self.ext.start()
-        self.addCleanup(self.ext.kill)
-        self.emu.process = self.ext.proc
+            more.update(LambdaEmulator.SNAPSTART_ENV)
+        self.ext = super().start(wait_listening=True, **more)
 
     def push(self, app):
-        self.assertEqual(push(self.port, "/ingest?name=%s&from=1&until=2" % app, b"main 1\n"), 200)
+        self.assertEqual(push(self.port, b"main 1\n", "/ingest?name=%s&from=1&until=2" % app), 200)
 
     def invoke(self):
         n = len(self.emu.calls_to("/event/next"))

@@ -15,8 +15,9 @@
  * network would charge. It is charged after those bytes were written, not from the accept: on a
  * real network, whatever a client does between its connect and its first write (loading CA
  * certificates, making its TLS context) starts only once the SYN's round trip is over, so it adds
- * to the time; charged from the accept, the round trip would hide up to one RTT of it. Timing is by an absolute CLOCK_MONOTONIC timerfd (nanoseconds), so no
- * millisecond rounding is added per hop. One thread; a test helper, never part of the extension.
+ * to the time; charged from the accept, the round trip would hide up to one RTT of it. Timing is by
+ * an absolute CLOCK_MONOTONIC timerfd (nanoseconds), so no millisecond rounding is added per hop.
+ * One thread; a test helper, never part of the extension.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -63,7 +64,7 @@ struct dir {
     struct end *from, *to;
     struct chunk *head, *tail;
     int64_t first_extra_ns; /* the SYN's round trip, charged to the client's first bytes */
-    int done;                    /* its EOF has been passed on (or the pair broke) */
+    int done;               /* its EOF has been passed on (or the pair broke) */
 };
 
 struct pair {

@@ -23,6 +23,7 @@ import threading
 import time
 import unittest
 
+from lambda_emu import LambdaEmulator
 from remote import RecordingRemote
 
 BINARY = os.environ.get("PLE_BINARY") or os.path.normpath(os.path.join(
@@ -376,6 +377,41 @@ def http_exchange(port, data, host="127.0.0.1", family=socket.AF_INET, responses
                 continue
             finals += 1
         return out
+
+
+def push(port, body=b"x" * 2048, path="/ingest?name=app.lambda%7Bk%3Dv%7D&from=1&until=2"):
+    """One upload to the relay, as a function's profiler sends it; returns the status."""
+    import urllib.request
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=body,
+                                 headers={"Content-Type": "application/octet-stream"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return resp.status
+
+
+class LambdaCase(unittest.TestCase):
+    """A recording remote and a Lambda Extensions API emulator per test (managed = True: in
+    Managed Instances mode), and start() for an extension registered with it."""
+    managed = False
+
+    def setUp(self):
+        self.remote = RecordingRemote().start()
+        self.addCleanup(self.remote.stop)
+        self.emu = LambdaEmulator(managed=self.managed)
+        self.emu.__enter__()
+        self.addCleanup(self.emu.stop)
+        self.port = free_port()
+
+    def start(self, wait_listening=False, **env):
+        base = self.emu.env()
+        base.update({"PYROSCOPE_RELAY_PORT": str(self.port),
+                     "PYROSCOPE_REMOTE_ADDRESS": self.remote.url,
+                     "PYROSCOPE_LOG_LEVEL": "debug"})
+        base.update({k: str(v) for k, v in env.items()})
+        ext = Extension(env=base)
+        ext.start(wait_listening=wait_listening)
+        self.addCleanup(ext.kill)
+        self.emu.process = ext.proc
+        return ext
 
 
 class DevModeCase(unittest.TestCase):
