@@ -194,45 +194,46 @@ class S3Server:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def _serve(self, h, rec, headers, body):
+        """Answers h once, through h._answer, which records the request with its status."""
         with self.cond:
             override = self.status_override.pop(0) if self.status_override else None
         if override:
             h._error(override, "SlowDown" if override == 503 else "InternalError",
                      "injected by the test")
-            return override, "injected"
+            return
         err, info = verify(h.command, h.path, headers, body, self.credentials)
         if err:
             status = 400 if err in ("MissingContentSha256", "XAmzContentSHA256Mismatch") else 403
             h._error(status, err, info)
-            return status, err
+            return
         if info["region"] != self.region or info["service"] != "s3":
             h._error(400, "AuthorizationHeaderMalformed", f"wrong region or service: {info}")
-            return 400, "AuthorizationHeaderMalformed"
+            return
         path = urllib.parse.unquote(h.path.partition("?")[0])
         bucket, _, key = path.lstrip("/").partition("/")
         if bucket not in self.buckets:
             h._error(404, "NoSuchBucket", "The specified bucket does not exist")
-            return 404, "NoSuchBucket"
+            return
         if h.command == "PUT":
             with self.cond:
                 self.objects[(bucket, key)] = (body, dict(rec["headers"], __stored=time.time()))
             h._answer(200, b"", extra=[("ETag", '"' + hashlib.md5(body).hexdigest() + '"')])
-            return 200, None
+            return
         if h.command == "GET" and not key:
-            return self._list(h, bucket, urllib.parse.parse_qs(h.path.partition("?")[2]))
+            self._list(h, bucket, urllib.parse.parse_qs(h.path.partition("?")[2]))
+            return
         obj = self.objects.get((bucket, key))
         if not obj:
             h._error(404, "NoSuchKey", "The specified key does not exist.")
-            return 404, "NoSuchKey"
+            return
         h._answer(200, obj[0], ctype="application/octet-stream")
-        return 200, None
 
     def _list(self, h, bucket, params):
         """ListObjectsV2 (GET /bucket?list-type=2&prefix=...), what `aws s3 cp --recursive` and
         `aws s3 ls` call first. One page: the tests store far fewer than 1000 objects."""
         if params.get("list-type") != ["2"]:
             h._error(400, "InvalidArgument", "only ListObjectsV2 (list-type=2) is implemented")
-            return 400, "InvalidArgument"
+            return
         prefix = params.get("prefix", [""])[0]
         url = params.get("encoding-type") == ["url"]
         enc = (lambda k: urllib.parse.quote(k, safe="/")) if url else xml_escape
@@ -252,7 +253,6 @@ class S3Server:
                        f"<Size>{len(body)}</Size><StorageClass>STANDARD</StorageClass></Contents>")
         out.append("</ListBucketResult>")
         h._answer(200, "".join(out).encode())
-        return 200, None
 
     def __enter__(self):
         self.thread.start()
