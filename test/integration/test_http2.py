@@ -273,6 +273,42 @@ class Http2Test(unittest.TestCase):
         ext.wait_for_log(r'msg="shutdown summary" accepted=6 relayed=6 failed=0 ')
         self.assert_once(init + after, sink)
 
+    def test_field_on_demand_flush_at_the_end_of_each_invoke(self):
+        """On-demand Lambda in the field, with PYROSCOPE_FLUSH_STRATEGY=end: each invoke's upload
+        reaches the remote before the extension polls /event/next (the freeze may follow at
+        once), also after a freeze longer than the remote's keep-alive, when the connection
+        must be made again."""
+        certs, sink, proxy = self.field_remote()
+        emu = self.emulator()
+        ext = self.start_in_lambda(emu, certs, proxy, PYROSCOPE_FLUSH_ON_INVOKE="true",
+                                   PYROSCOPE_FLUSH_STRATEGY="end")
+        ext.wait_for_log(r"subscribed to the Telemetry API", timeout=10)
+        seqs, statuses = [], []
+        for i in range(2):
+            if i:  # frozen between invokes, past nginx's keep-alive
+                ext.proc.send_signal(signal.SIGSTOP)
+                try:
+                    deadline = time.monotonic() + 10
+                    while established(sink.port):
+                        self.assertLess(time.monotonic(), deadline, "nginx kept the connection")
+                        time.sleep(0.02)
+                finally:
+                    ext.proc.send_signal(signal.SIGCONT)
+            self.seq += 1
+            seqs.append(self.seq)
+            path = "/ingest?name=app.cpu&seq=%d" % self.seq
+            emu.invoke(timeout_ms=10000, handler=lambda path=path: statuses.append(
+                http_exchange(self.port, post(path, os.urandom(8000)))[0].status))
+            emu.wait_calls("/event/next", i + 2, timeout=10)
+            # The answer took 50 ms to come back through the proxy: nginx logged it by then.
+            self.assertIn(self.seq, {r["seq"] for r in sink.read()},
+                          "invoke %d's upload was not delivered before its /next" % i)
+        self.assertEqual(statuses, [200, 200])
+        emu.shutdown()
+        self.assertEqual(ext.wait_exit(10), 0, ext.log())
+        ext.wait_for_log(r'msg="shutdown summary" accepted=2 relayed=2 failed=0 ')
+        self.assert_once(seqs, sink)
+
     def test_field_managed_instances(self):
         """Lambda Managed Instances in the field: registered for SHUTDOWN only, four invokes run
         at once and each pushes two uploads while it runs; they are relayed as they come (no
