@@ -15,7 +15,4 @@
  * stderr). */
 int about_main(int argc, char **argv, FILE *out, FILE *err);
 
-/* "libcurl 7.88.1 (OpenSSL/3.0.11), libuv 1.44.2, jansson 2.14, llhttp 8.1.0" into buf. */
-void about_libraries(char *buf, size_t cap);
-
 #endif

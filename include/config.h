@@ -33,6 +33,8 @@ enum flush_strategy {
     FLUSH_END,         /* after the runtime's platform.runtimeDone, before the freeze */
     FLUSH_NEXT_INVOKE, /* when the next event arrives (the Go extension's behaviour) */
 };
+/* "auto", "end" or "next-invoke": PYROSCOPE_FLUSH_STRATEGY's values. */
+const char *flush_strategy_name(enum flush_strategy s);
 
 struct config_header {
     char *name;  /* validated HTTP token */

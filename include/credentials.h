@@ -48,8 +48,7 @@ struct credentials {
     struct aws_credentials cur; /* valid when have */
     bool have;
     int64_t refresh_at_s, stale_at_s;
-    bool busy;             /* a round of attempts is under way: inflight or retry_due */
-    bool inflight;         /* a fetch of this generation awaits its answer */
+    bool busy;             /* a round of attempts is under way: a fetch awaits, or retry_due */
     bool retry_due;        /* the timer starts the round's next attempt */
     bool in_check;         /* inside aws_sign.check: the uploader is not kicked from there */
     unsigned attempts;     /* in the current round */

@@ -65,7 +65,7 @@ struct app {
     struct selfprof *selfprof; /* PYROSCOPE_SELF_PROFILING, else NULL */
     struct extapi *api;
     const char *ext_name; /* basename of argv[0] */
-    char ext_id[128];
+    char id_header[192];  /* "Lambda-Extension-Identifier: <id>", once registered */
     char function_name[128];
     char function_version[64];
     char account_id[32];

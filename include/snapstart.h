@@ -19,12 +19,9 @@
 struct app;
 
 struct snapstart {
-    bool expected; /* AWS_LAMBDA_INITIALIZATION_TYPE is snap-start */
     bool restored; /* renewed already */
 };
 
-/* snap_start: AWS_LAMBDA_INITIALIZATION_TYPE is snap-start (config's init_type). */
-void snapstart_init(struct snapstart *s, bool snap_start);
 /* The lifecycle received an event from /event/next (before handling it). */
 void snapstart_on_event(struct app *app);
 /* The environment was restored from a snapshot (source: what told, for the log). Idempotent. */

@@ -67,10 +67,11 @@ struct telemetry;
 struct telemetry *telemetry_start(uv_loop_t *loop, int64_t stall_ms, telemetry_event_cb cb,
                                   void *ud, int *err);
 
-/* PUT /2022-07-01/telemetry through api. done(ud, true) once Lambda accepted the subscription;
+/* PUT /2022-07-01/telemetry through api, with id_header ("Lambda-Extension-Identifier: <id>").
+ * done(ud, true) once Lambda accepted the subscription;
  * done(ud, false) after logging one warning that says why (the extension then flushes as it
  * would without telemetry). done does not run if api is closed first. */
-void telemetry_subscribe(struct telemetry *t, struct extapi *api, const char *ext_id,
+void telemetry_subscribe(struct telemetry *t, struct extapi *api, const char *id_header,
                          void (*done)(void *ud, bool ok), void *ud);
 
 /* Closes every handle and frees t. Close the extapi client used by telemetry_subscribe first. */

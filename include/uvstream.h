@@ -18,6 +18,10 @@ void stream_write_copy(uv_stream_t *s, const char *data, size_t len);
  * uv_shutdown), or at once when no shutdown can start. close_cb closes the connection. */
 void stream_finish(uv_stream_t *s, void (*close_cb)(void *ud), void *ud);
 
+/* How often the listeners look for stalled requests, and a timeout in such sweeps (rounded up). */
+#define SWEEP_MS 1000
+#define STREAM_STALL_SWEEPS(ms) ((unsigned)(((ms) + SWEEP_MS - 1) / SWEEP_MS))
+
 /* One sweep over a connection in the middle of a request: a sweep counts only when no byte came
  * since the previous one (*progress, set by the reader, is cleared here), and sweeps are counted
  * on the loop's running time, so a frozen sandbox stalls nobody. True once `limit` sweeps in a

@@ -11,7 +11,8 @@
 #include <llhttp.h>
 #include <uv.h>
 
-void about_libraries(char *buf, size_t cap)
+/* "libcurl 7.88.1 (OpenSSL/3.0.11), libuv 1.44.2, jansson 2.14, llhttp 8.1.0" into buf. */
+static void about_libraries(char *buf, size_t cap)
 {
     const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
     char tls[96] = "";

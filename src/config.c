@@ -113,9 +113,6 @@ static char *get_string(struct loader *l, const char *name, const char *def)
 
 /* A value that goes into an HTTP header line as it is (the token, the tenant): a CR or LF would
  * inject headers into every upload and other control characters are not allowed in a header.
- * Such a value is refused; a secret's value is left out of the issue. */
-/* A value that goes into an HTTP header line as it is (the token, the tenant): a CR or LF would
- * inject headers into every upload and other control characters are not allowed in a header.
  * Such a value is refused; a secret's value is left out of the issue. identity: the value says
  * under whose name profiles are sent (token, tenant): without it they would go out under
  * another one (the client's Authorization, the default tenant), so nothing is relayed. */
@@ -501,15 +498,22 @@ static void fit_body_to_queue(struct config *c)
               "larger than PYROSCOPE_QUEUE_MAX_BYTES minus 512 bytes of overhead; lowered to fit");
 }
 
+static const char *const flush_strategy_names[] = {
+    [FLUSH_AUTO] = "auto", [FLUSH_END] = "end", [FLUSH_NEXT_INVOKE] = "next-invoke"};
+
+const char *flush_strategy_name(enum flush_strategy s)
+{
+    return flush_strategy_names[s];
+}
+
 static enum flush_strategy get_flush_strategy(struct loader *l)
 {
     const char *v = get(l, "PYROSCOPE_FLUSH_STRATEGY");
-    if (!v || strcasecmp(v, "auto") == 0)
+    if (!v)
         return FLUSH_AUTO;
-    if (strcasecmp(v, "end") == 0)
-        return FLUSH_END;
-    if (strcasecmp(v, "next-invoke") == 0)
-        return FLUSH_NEXT_INVOKE;
+    for (size_t i = 0; i < PLE_ARRAY_LEN(flush_strategy_names); i++)
+        if (strcasecmp(v, flush_strategy_names[i]) == 0)
+            return (enum flush_strategy)i;
     add_issue(l->c, LOG_LEVEL_WARN, "PYROSCOPE_FLUSH_STRATEGY", v, "auto",
               "not a flush strategy (end, next-invoke or auto)");
     return FLUSH_AUTO;

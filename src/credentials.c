@@ -155,7 +155,6 @@ static void on_fetched(void *ud, int curl_code, long status, const char *body, s
         queue_kick(c->q); /* what waited on it asks again */
         return;
     }
-    c->inflight = false;
     char why[200] = "";
     bool retryable = false;
     struct aws_credentials got;
@@ -210,11 +209,7 @@ static void on_fetched(void *ud, int curl_code, long status, const char *body, s
 
 static void fetch_once(struct credentials *c)
 {
-    char why[200] = "";
-    if (!c->up) { /* the uploader starts with /register; the fetch starts at attach */
-        c->busy = false;
-        return;
-    }
+    char why[200] = ""; /* c->up is set: check() fetches only once the uploader is attached */
     char *tok = read_token(c, why, sizeof(why));
     if (!tok) {
         c->attempts = CREDENTIALS_ATTEMPTS;
@@ -236,7 +231,6 @@ static void fetch_once(struct credentials *c)
         round_failed(c, "cannot start the request (out of memory, or shutting down)");
         return;
     }
-    c->inflight = true;
     free_secret(header);
 }
 
@@ -287,7 +281,7 @@ void credentials_after_restore(struct credentials *c)
     c->failed_at_ms = 0;
     c->failure_logged = false;
     uv_timer_stop(&c->timer);
-    c->busy = c->inflight = c->retry_due = false; /* a fetch in flight is ignored when it ends */
+    c->busy = c->retry_due = false; /* a fetch in flight is ignored when it ends */
     log_debug("after restore: AWS credentials from before the snapshot dropped", );
     queue_kick(c->q); /* an upload held for them asks again, and a new fetch starts */
 }

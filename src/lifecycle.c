@@ -168,11 +168,6 @@ static void on_signal(uv_signal_t *s, int signum)
 
 /* ---- uploads ---- */
 
-static const char *strategy_name(enum flush_strategy s)
-{
-    return s == FLUSH_END ? "end" : s == FLUSH_NEXT_INVOKE ? "next-invoke" : "auto";
-}
-
 /* curl's global init (TLS library included) is deferred until /register has been sent: it is
  * not needed to register, and the time to register is the cold start the user pays for. */
 static void start_uploads(void *ud)
@@ -193,7 +188,7 @@ static void start_uploads(void *ud)
              LKS("remote", remote) LKI("workers", app->cfg->num_workers)
                  LKI("timeout_ms", app->cfg->timeout_ns / 1000000)
                      LKS("flush_on_invoke", app->cfg->flush_on_invoke ? "true" : "false")
-                         LKS("flush_strategy", strategy_name(app->cfg->flush_strategy)));
+                         LKS("flush_strategy", flush_strategy_name(app->cfg->flush_strategy)));
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
         !(app->upstream = upstream_new(app->loop, &app->q, app->cfg))) {
         log_error("cannot start the uploader (libcurl)", );
@@ -219,11 +214,10 @@ static void on_error_reported(void *ud, const struct extapi_response *r)
 /* POST /init/error or /exit/error, then exit non-zero. */
 static void report_error(struct app *app, const char *which, const char *type, const char *msg)
 {
-    char path[64], id_hdr[192], type_hdr[192];
+    char path[64], type_hdr[192];
     snprintf(path, sizeof(path), API_BASE "/%s/error", which);
-    snprintf(id_hdr, sizeof(id_hdr), "Lambda-Extension-Identifier: %s", app->ext_id);
     snprintf(type_hdr, sizeof(type_hdr), "Lambda-Extension-Function-Error-Type: %s", type);
-    const char *headers[] = {id_hdr, type_hdr, NULL};
+    const char *headers[] = {app->id_header, type_hdr, NULL};
     json_t *body =
         json_pack("{s:s, s:s, s:[]}", "errorMessage", msg, "errorType", type, "stackTrace");
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -243,6 +237,12 @@ static void flushed(struct app *app, bool idle)
     poll_next(app);
 }
 
+/* What is left of the invoke for flushing: up to its deadline, less FLUSH_MARGIN_MS. */
+static int64_t flush_budget_ms(const struct app *app)
+{
+    return app->invoke.deadline_ms - FLUSH_MARGIN_MS - epoch_ms();
+}
+
 /* Await the uploads queued so far (bounded by the invoke's deadline), then poll /event/next. */
 static void flush_then_next(struct app *app)
 {
@@ -251,7 +251,7 @@ static void flush_then_next(struct app *app)
         return;
     }
     app->state = APP_FLUSHING;
-    int64_t budget = app->invoke.deadline_ms - FLUSH_MARGIN_MS - epoch_ms();
+    int64_t budget = flush_budget_ms(app);
     log_debug("flushing before the next event",
               LKI("pending", queue_pending(&app->q)) LKI("budget_ms", budget));
     await_idle(app, budget, flushed);
@@ -271,7 +271,7 @@ static void on_runtime_wait_over(uv_timer_t *t)
 /* Strategy end: wait for runtimeDone, no longer than wait_ms and never past the deadline. */
 static void await_runtime_done(struct app *app, int64_t wait_ms)
 {
-    int64_t budget = app->invoke.deadline_ms - FLUSH_MARGIN_MS - epoch_ms();
+    int64_t budget = flush_budget_ms(app);
     if (wait_ms > budget)
         wait_ms = budget;
     log_debug("waiting for platform.runtimeDone",
@@ -345,7 +345,7 @@ static void start_telemetry_then_next(struct app *app)
         poll_next(app);
         return;
     }
-    telemetry_subscribe(app->telemetry, app->api, app->ext_id, on_subscribed, app);
+    telemetry_subscribe(app->telemetry, app->api, app->id_header, on_subscribed, app);
     if (app->state == APP_REGISTERING) { /* poll_next stops it */
         uv_timer_stop(&app->timer);
         uv_timer_start(&app->timer, on_subscribe_timeout, SUBSCRIBE_TIMEOUT_MS, 0);
@@ -378,7 +378,8 @@ static void on_invoke(struct app *app, json_t *ev)
         flush_policy_invoke(&app->flush, inv->request_id, uv_now(app->loop), &end, &switched);
     if (switched)
         log_debug("flush strategy auto: switching",
-                  LKS("to", end ? "end" : "next-invoke") LKI("gap_ms", app->flush.gap_ewma_ms));
+                  LKS("to", flush_strategy_name(end ? FLUSH_END : FLUSH_NEXT_INVOKE))
+                      LKI("gap_ms", app->flush.gap_ewma_ms));
     if (when == FLUSH_WHEN_RUNTIME_DONE)
         await_runtime_done(app, INT64_MAX);
     else if (when == FLUSH_WHEN_STREAM_ALIVE)
@@ -453,9 +454,7 @@ static void poll_next(struct app *app)
      * it would poll /event/next a second time while this call is pending. */
     uv_timer_stop(&app->timer);
     count_post_runtime(app);
-    char id_hdr[192];
-    snprintf(id_hdr, sizeof(id_hdr), "Lambda-Extension-Identifier: %s", app->ext_id);
-    const char *headers[] = {id_hdr, NULL};
+    const char *headers[] = {app->id_header, NULL};
     app->state = APP_WAITING_EVENT;
     int rc =
         extapi_call(app->api, "GET", API_BASE "/event/next", headers, NULL, on_event, NULL, app);
@@ -511,7 +510,7 @@ static void on_registered(void *ud, const struct extapi_response *r)
         begin_exit(app, 1);
         return;
     }
-    snprintf(app->ext_id, sizeof(app->ext_id), "%s", r->ext_id);
+    snprintf(app->id_header, sizeof(app->id_header), "Lambda-Extension-Identifier: %s", r->ext_id);
     json_t *body = json_loadb(r->body, r->body_len, 0, NULL);
     copy_json_string(body, "functionName", app->function_name, sizeof(app->function_name));
     copy_json_string(body, "functionVersion", app->function_version, sizeof(app->function_version));

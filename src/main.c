@@ -53,7 +53,6 @@ int main(int argc, char **argv)
     /* Listen before anything else: a profiler may push as soon as the function's init starts. */
     app.server =
         relay_server_start(&loop, &cfg, &app.q, &app.policy, app.session_id, &app.listen_error);
-    snapstart_init(&app.snap, cfg.init_type == INIT_SNAP_START);
     credentials_init(&app.creds, &loop, &cfg, &app.q);
     trace_sampling_init(&app.sampling, &cfg, &app.q, &app.creds.sign, app.function_name,
                         app.account_id, app.invoke.request_id);

@@ -16,7 +16,6 @@
 #include "uvstream.h"
 
 #define READ_BUF_SIZE (64 * 1024)
-#define SWEEP_MS 1000
 #define LISTEN_BACKLOG 511
 
 struct hdr_ref {
@@ -36,13 +35,12 @@ struct conn {
     struct hdr_ref *hdrs;
     size_t n_hdrs, cap_hdrs;
     struct buf body;
-    int reject_status;  /* set by a callback that refuses the request: 413, 431 */
-    bool queue_full;    /* refused with 503 at its headers: its body is read and dropped */
-    bool misconfigured; /* refused with 500 at its headers (config refusal): body dropped */
-    bool progress;      /* bytes arrived since the last sweep */
-    unsigned stalled;   /* sweeps in a row without a byte while in a request */
-    bool closing;       /* answer with Connection: close and shut down after it */
-    bool detached;      /* no socket: relay_server_feed's; answers are discarded */
+    int reject_status; /* set by a callback that refuses the request: 413, 431 */
+    bool queue_full;   /* refused with 503 at its headers: its body is read and dropped */
+    bool progress;     /* bytes arrived since the last sweep */
+    unsigned stalled;  /* sweeps in a row without a byte while in a request */
+    bool closing;      /* answer with Connection: close and shut down after it */
+    bool detached;     /* no socket: relay_server_feed's; answers are discarded */
 };
 
 struct listener {
@@ -86,7 +84,6 @@ static void request_reset(struct conn *c)
     c->body = (struct buf){0};
     c->reject_status = 0;
     c->queue_full = false;
-    c->misconfigured = false;
 }
 
 /* ---- answering ---- */
@@ -194,7 +191,7 @@ static void conn_finish(struct conn *c)
 static void on_sweep(uv_timer_t *t)
 {
     struct relay_server *s = t->data;
-    unsigned limit = (unsigned)((s->c->client_timeout_ns / 1000000 + SWEEP_MS - 1) / SWEEP_MS);
+    unsigned limit = STREAM_STALL_SWEEPS(s->c->client_timeout_ns / 1000000);
     bool busy = false;
     for (struct conn *c = s->conns, *next; c; c = next) {
         next = c->next;
@@ -306,6 +303,13 @@ static bool wants_continue(const struct conn *c)
     return false;
 }
 
+/* A configuration that refuses relaying (config.h: refusal) refuses every request, its body
+ * read and dropped. */
+static bool refusing(const struct conn *c)
+{
+    return c->s->c->refusal_variable != NULL;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct conn *c = conn_of(p);
@@ -321,8 +325,8 @@ static int on_headers_complete(llhttp_t *p)
      * kept, and without building an upload that cannot be queued (under a flood, most requests
      * take this path). Not with trace sampling, which may answer 200 without queueing
      * anything. */
-    if (c->s->c->refusal_variable) {
-        c->misconfigured = true;
+    if (refusing(c)) {
+        /* answered 500 once the request has been read */
     } else if (!c->s->hooks && !queue_admit(c->s->q, has_length ? p->content_length : 0)) {
         c->queue_full = true;
     } else if (has_length && p->content_length > 0) {
@@ -339,7 +343,7 @@ static int on_headers_complete(llhttp_t *p)
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct conn *c = conn_of(p);
-    if (c->queue_full || c->misconfigured) {
+    if (c->queue_full || refusing(c)) {
         c->body.len += len; /* counted for the log, not kept */
         return 0;
     }
@@ -480,7 +484,7 @@ static int on_message_complete(llhttp_t *p)
     if (!llhttp_should_keep_alive(p) || !s->accepting)
         c->closing = true;
     int status;
-    if (c->misconfigured) {
+    if (refusing(c)) {
         log_misconfigured(s);
         c->body.len = 0;
         status = 500;
@@ -492,10 +496,10 @@ static int on_message_complete(llhttp_t *p)
         status = s->hooks ? hooked_upload(c, s->hooks) : relay_upload(c, NULL);
     }
     conn_respond(c, status,
-                 c->misconfigured ? s->c->refusal
-                 : status == 503  ? "relay queue full, retry later\n"
-                 : status == 500  ? "out of memory\n"
-                                  : NULL);
+                 refusing(c)     ? s->c->refusal
+                 : status == 503 ? "relay queue full, retry later\n"
+                 : status == 500 ? "out of memory\n"
+                                 : NULL);
     request_reset(c);
     if (c->closing) {
         conn_finish(c);

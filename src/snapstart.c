@@ -6,14 +6,9 @@
 #include "lifecycle.h"
 #include "log.h"
 
-void snapstart_init(struct snapstart *s, bool snap_start)
-{
-    *s = (struct snapstart){.expected = snap_start};
-}
-
 void snapstart_on_event(struct app *app)
 {
-    if (app->snap.expected)
+    if (app->cfg->init_type == INIT_SNAP_START)
         snapstart_restored(app, "first event after init");
 }
 

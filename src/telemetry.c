@@ -249,8 +249,6 @@ static void reject(struct tconn *c, int status, const char *reason, const char *
     tconn_respond(c, status, reason, text, true);
 }
 
-#define SWEEP_MS 1000
-
 /* A request that stops in the middle holds one of the few connections: like the relay's clients,
  * it is answered 408 and closed after PYROSCOPE_CLIENT_TIMEOUT without a byte, counted in sweeps
  * of running time (a frozen sandbox does not count). */
@@ -287,17 +285,8 @@ static int on_message_begin(llhttp_t *p)
     return 0;
 }
 
-static int on_url(llhttp_t *p, const char *at, size_t len)
-{
-    struct tconn *c = p->data;
-    c->head_bytes += len;
-    if (c->head_bytes > TELEMETRY_MAX_HEAD) {
-        c->reject = 431;
-        return -1;
-    }
-    return buf_append(&c->url, at, len, TELEMETRY_MAX_HEAD);
-}
-
+/* Header names and values are only counted: the request line and headers together stay under
+ * TELEMETRY_MAX_HEAD, or the request is refused 431. */
 static int on_header_bytes(llhttp_t *p, const char *at, size_t len)
 {
     (void)at;
@@ -308,6 +297,14 @@ static int on_header_bytes(llhttp_t *p, const char *at, size_t len)
         return -1;
     }
     return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    if (on_header_bytes(p, at, len) != 0)
+        return -1;
+    struct tconn *c = p->data;
+    return buf_append(&c->url, at, len, TELEMETRY_MAX_HEAD);
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -505,7 +502,7 @@ struct telemetry *telemetry_start(uv_loop_t *loop, int64_t stall_ms, telemetry_e
     t->settings.on_body = on_body;
     t->settings.on_message_complete = on_message_complete;
     t->open_handles = 2; /* the sweep timer, and held until telemetry_close */
-    t->stall_sweeps = (unsigned)((stall_ms + SWEEP_MS - 1) / SWEEP_MS);
+    t->stall_sweeps = STREAM_STALL_SWEEPS(stall_ms);
     if (t->stall_sweeps == 0)
         t->stall_sweeps = 1;
     uv_timer_init(loop, &t->sweep);
@@ -541,14 +538,12 @@ static void on_subscribed(void *ud, const struct extapi_response *r)
     t->sub_done(t->sub_ud, ok);
 }
 
-void telemetry_subscribe(struct telemetry *t, struct extapi *api, const char *ext_id,
+void telemetry_subscribe(struct telemetry *t, struct extapi *api, const char *id_header,
                          void (*done)(void *ud, bool ok), void *ud)
 {
     t->sub_done = done;
     t->sub_ud = ud;
-    char id_hdr[192];
-    snprintf(id_hdr, sizeof(id_hdr), "Lambda-Extension-Identifier: %s", ext_id);
-    const char *headers[] = {id_hdr, NULL};
+    const char *headers[] = {id_header, NULL};
     char *body = telemetry_subscription_body(t->port);
     int rc = body ? extapi_call(api, "PUT", "/2022-07-01/telemetry", headers, body, on_subscribed,
                                 NULL, t)

@@ -171,12 +171,18 @@ static void handle_closed(uv_handle_t *h)
     }
 }
 
-static void poll_close(struct poll_ctx *p)
+/* Off its list (polls or orphans) and no longer watching. */
+static void poll_detach(struct poll_ctx *p)
 {
     if (!p->owned && !p->orphan)
         p->u->n_foreign--;
     PLE_LIST_REMOVE(p);
     uv_poll_stop(&p->poll);
+}
+
+static void poll_close(struct poll_ctx *p)
+{
+    poll_detach(p);
     uv_close((uv_handle_t *)&p->poll, handle_closed);
 }
 
@@ -184,14 +190,10 @@ static void poll_close(struct poll_ctx *p)
  * table), keep the struct for as long as curl may name it. */
 static void poll_orphan(struct poll_ctx *p)
 {
-    struct upstream *u = p->u;
-    if (!p->owned)
-        u->n_foreign--;
-    PLE_LIST_REMOVE(p);
-    uv_poll_stop(&p->poll);
+    poll_detach(p);
     p->events = 0;
     p->orphan = true;
-    PLE_LIST_PUSH(&u->orphans, p);
+    PLE_LIST_PUSH(&p->u->orphans, p);
 }
 
 static void poll_set(struct poll_ctx *p, int events)
@@ -650,6 +652,28 @@ static struct transfer *transfer_get(struct upstream *u)
     return t;
 }
 
+/* What failed, in words: curl's error buffer, else its text for rc; "" when nothing did. */
+static const char *transfer_error(const struct transfer *t, CURLcode rc)
+{
+    return rc == CURLE_OK ? "" : t->err[0] ? t->err : curl_easy_strerror(rc);
+}
+
+static void transfer_free(struct transfer *t)
+{
+    curl_easy_cleanup(t->easy);
+    free(t);
+}
+
+/* Frees every kept transfer (and its easy handle). */
+static void spares_free(struct upstream *u)
+{
+    while (u->spare) {
+        struct transfer *t = u->spare;
+        u->spare = t->next;
+        transfer_free(t);
+    }
+}
+
 /* Keeps a finished transfer, with its easy handle, for the next upload. */
 static void transfer_spare(struct upstream *u, struct transfer *t)
 {
@@ -657,8 +681,7 @@ static void transfer_spare(struct upstream *u, struct transfer *t)
     t->sign_headers = NULL;
     t->req = NULL;
     if (t->gen != u->gen) { /* in flight at a restore: its TLS sessions predate the snapshot */
-        curl_easy_cleanup(t->easy);
-        free(t);
+        transfer_free(t);
         return;
     }
     t->next = u->spare;
@@ -769,7 +792,7 @@ static void log_outcome(struct transfer *t, CURLcode rc, long status, enum outco
                                                 LKI("attempts", r->attempts));
         return;
     }
-    const char *error = rc != CURLE_OK ? (t->err[0] ? t->err : curl_easy_strerror(rc)) : "";
+    const char *error = transfer_error(t, rc);
     char s3_code[64] = "";
     if (r->kind == REQ_ARCHIVE)
         s3_error_code(t->resp, s3_code, sizeof(s3_code));
@@ -867,7 +890,7 @@ static void finish_fetch(struct upstream *u, struct transfer *t, CURLcode rc)
     curl_multi_remove_handle(u->multi, t->easy);
     PLE_LIST_REMOVE(t);
     struct fetch *f = t->fetch;
-    const char *error = rc == CURLE_OK ? "" : t->err[0] ? t->err : curl_easy_strerror(rc);
+    const char *error = transfer_error(t, rc);
     f->cb(f->ud, (int)rc, status, f->body.p ? f->body.p : "", f->body.len, error);
     if (f->body.p) /* it may have held credentials */
         explicit_bzero(f->body.p, f->body.len);
@@ -979,9 +1002,9 @@ struct upstream *upstream_new(uv_loop_t *loop, struct queue *q, const struct con
     u->retry_timer.data = u;
     u->open_handles = 2;
     u->rng = (uint32_t)uv_hrtime() | 1;
+    u->snapshot_pending = c->init_type == INIT_SNAP_START;
     /* Test-only: how long curl keeps a resolved name (its default is 60 s). The host-name tests
      * set 0 so that every new connection runs the resolver and its sockets come and go. */
-    u->snapshot_pending = c->init_type == INIT_SNAP_START;
     const char *dns = getenv("PLE_TEST_DNS_CACHE_TIMEOUT");
     u->dns_cache_timeout_s = dns && *dns ? strtol(dns, NULL, 10) : -1;
     probe_ca(u);
@@ -1055,12 +1078,7 @@ void upstream_after_restore(struct upstream *u)
         u->retired_share = u->share;
         u->share = fresh;
     }
-    while (u->spare) {
-        struct transfer *t = u->spare;
-        u->spare = t->next;
-        curl_easy_cleanup(t->easy);
-        free(t);
-    }
+    spares_free(u);
     log_debug("after restore: pre-snapshot connections shut, jitter reseeded",
               LKI("connections", n));
 }
@@ -1100,12 +1118,7 @@ void upstream_close(struct upstream *u, void (*done)(void *ud), void *ud)
     if (u->q->on_push_ud == u)
         u->q->on_push = NULL;
     abort_active(u);
-    while (u->spare) {
-        struct transfer *t = u->spare;
-        u->spare = t->next;
-        curl_easy_cleanup(t->easy);
-        free(t);
-    }
+    spares_free(u);
     /* Cleanup closes the kept-alive connections; curl may report their sockets as removed. */
     curl_multi_cleanup(u->multi);
     u->multi = NULL;
