@@ -113,6 +113,18 @@ class Http2Test(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline, "nginx kept the idle connection open")
             time.sleep(0.02)
 
+    def freeze_past_keepalive(self, ext, sink):
+        """SIGSTOPs the extension, as Lambda freezes a sandbox, until nginx has dropped the idle
+        connection (bounded); then SIGCONT."""
+        ext.proc.send_signal(signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 10
+            while established(sink.port):
+                self.assertLess(time.monotonic(), deadline, "nginx kept the idle connection open")
+                time.sleep(0.02)
+        finally:
+            ext.proc.send_signal(signal.SIGCONT)
+
     def assert_once(self, seqs, sink=None):
         counts = {}
         for r in (sink or self.sink).read():
@@ -164,14 +176,7 @@ class Http2Test(unittest.TestCase):
                          prefix=private_hosts_prefix(certs), PLE_TEST_DNS_CACHE_TIMEOUT="0")
         first = self.burst(5)
         self.assertEqual({r["tls"] for r in sink.wait_seqs(first)}, {"TLSv1.3"})
-        ext.proc.send_signal(signal.SIGSTOP)  # frozen while nginx drops the idle connection
-        try:
-            deadline = time.monotonic() + 10
-            while established(sink.port):
-                self.assertLess(time.monotonic(), deadline, "nginx kept the idle connection open")
-                time.sleep(0.02)
-        finally:
-            ext.proc.send_signal(signal.SIGCONT)
+        self.freeze_past_keepalive(ext, sink)
         again = self.burst(5)
         sink.wait_seqs(again)
         ext.signal_term()
@@ -286,14 +291,7 @@ class Http2Test(unittest.TestCase):
         seqs, statuses = [], []
         for i in range(2):
             if i:  # frozen between invokes, past nginx's keep-alive
-                ext.proc.send_signal(signal.SIGSTOP)
-                try:
-                    deadline = time.monotonic() + 10
-                    while established(sink.port):
-                        self.assertLess(time.monotonic(), deadline, "nginx kept the connection")
-                        time.sleep(0.02)
-                finally:
-                    ext.proc.send_signal(signal.SIGCONT)
+                self.freeze_past_keepalive(ext, sink)
             self.seq += 1
             seqs.append(self.seq)
             path = "/ingest?name=app.cpu&seq=%d" % self.seq
