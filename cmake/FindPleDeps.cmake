@@ -1,4 +1,4 @@
-# Finds the four real dependencies, each from its Debian 12 package, and fails with a message that
+# Finds the real dependencies, each from its Debian 12 package, and fails with a message that
 # names the package to install. Defines imported targets ple::uv, ple::curl, ple::jansson and
 # ple::llhttp.
 
@@ -30,6 +30,16 @@ if(PLE_STATIC_PREFIX)
   endforeach()
   # src/upstream.c shares one parsed CA store between wolfSSL's per-connection contexts.
   set_property(TARGET ple::curl APPEND PROPERTY INTERFACE_COMPILE_DEFINITIONS PLE_CURL_WOLFSSL)
+else()
+  # The dev build: Debian's libcurl4 uses OpenSSL 3. src/upstream.c parses the CA bundle into one
+  # store ahead of the first connection and keeps HTTP/2 reconnects resumable, through OpenSSL.
+  find_package(OpenSSL 3)
+  if(NOT OPENSSL_FOUND)
+    message(FATAL_ERROR "openssl/ssl.h / libssl not found. Install it with:\n"
+      "  apt-get install -y --no-install-recommends libssl-dev")
+  endif()
+  set_property(TARGET ple::curl APPEND PROPERTY INTERFACE_LINK_LIBRARIES OpenSSL::SSL OpenSSL::Crypto)
+  set_property(TARGET ple::curl APPEND PROPERTY INTERFACE_COMPILE_DEFINITIONS PLE_CURL_OPENSSL)
 endif()
 
 include(${CMAKE_CURRENT_LIST_DIR}/Llhttp.cmake)

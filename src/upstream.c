@@ -14,9 +14,16 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#ifdef PLE_CURL_WOLFSSL
-#include <wolfssl/options.h> /* first: the options wolfSSL was built with */
+#if defined(PLE_CURL_WOLFSSL) /* the layer: libcurl.a built with wolfSSL */
+#include <wolfssl/options.h>  /* first: the options wolfSSL was built with */
 #include <wolfssl/ssl.h>
+typedef WOLFSSL_X509_STORE ca_store_t;
+#define PLE_CA_STORE 1
+#elif defined(PLE_CURL_OPENSSL) /* the dev build: Debian's libcurl with OpenSSL 3 */
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+typedef X509_STORE ca_store_t;
+#define PLE_CA_STORE 1
 #endif
 
 #include "buf.h"
@@ -108,9 +115,10 @@ struct upstream {
     const char *ca_file, *ca_path;
     long dns_cache_timeout_s; /* PLE_TEST_DNS_CACHE_TIMEOUT, test-only; -1: curl's default */
     bool snapshot_pending; /* SnapStart, not yet restored: keep no connection after its transfer */
-#ifdef PLE_CURL_WOLFSSL
-    WOLFSSL_X509_STORE *ca_store; /* the CA bundle, parsed once (ca_store_attach) */
-    bool ca_store_failed;         /* logged once */
+#ifdef PLE_CA_STORE
+    ca_store_t *ca_store; /* the CA bundle, parsed once (ssl_ctx_setup) */
+    bool ca_store_failed; /* logged once */
+    bool tls_hooks;       /* libcurl's TLS library is the one this build links */
 #endif
     int open_handles; /* uv handles not yet closed; the struct is freed when it reaches 0 */
     bool closing;
@@ -485,24 +493,92 @@ static void set_signature(struct transfer *t)
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->sign_headers);
 }
 
+/* The CA bundle, parsed once into one store that every connection's TLS context shares.
+ *
+ * - The layer (wolfSSL): curl 7.88 gives wolfSSL a fresh context per connection and would parse
+ *   the whole bundle into each: about 3 ms of CPU for a system bundle of 145 certificates, on
+ *   every reconnect after a thaw, more than the handshake itself.
+ * - The dev build (Debian's libcurl with OpenSSL 3): curl keeps the store it parsed in the multi
+ *   handle, but parses it at the first connection, inside its TLS round trip: 25-45 ms of CPU for
+ *   the same bundle (OpenSSL 3 decodes certificates slowly), which a near remote cannot hide.
+ *
+ * Either way the store is parsed early, by upstream_prepare_tls once the extension is registered
+ * (so that cold start stays free of it and the parse overlaps the runtime's own init), else at
+ * the first https connection; the TLS library counts the references. */
+#ifdef PLE_CA_STORE
+static ca_store_t *store_parse(const char *file, const char *dir)
+{
 #ifdef PLE_CURL_WOLFSSL
-/* curl 7.88 gives wolfSSL a fresh context per connection and would parse the whole CA bundle into
- * each: about 3 ms of CPU for a system bundle of 145 certificates, on every reconnect after a
- * thaw, more than the handshake itself. The bundle is parsed once into one store that every
- * connection's context shares; wolfSSL counts the references. It is parsed early, by
- * upstream_prepare_tls once the extension is registered (so that cold start stays free of it and
- * the parse overlaps the runtime's own init), else at the first https connection. CURLE_OK, or
- * the error the connection fails with (logged once). */
+    WOLFSSL_X509_STORE *s = wolfSSL_X509_STORE_new();
+    if (s && wolfSSL_X509_STORE_load_locations(s, file, dir) != WOLFSSL_SUCCESS) {
+        wolfSSL_X509_STORE_free(s);
+        s = NULL;
+    }
+#else
+    X509_STORE *s = X509_STORE_new();
+    if (s && ((file && !X509_STORE_load_file(s, file)) || (dir && !X509_STORE_load_path(s, dir)))) {
+        X509_STORE_free(s);
+        s = NULL;
+    }
+    /* OpenSSL 3 loads its providers and fetches its algorithms at the first context: 3-4 ms that
+     * the first connection would otherwise pay, once per process. */
+    SSL_CTX_free(SSL_CTX_new(TLS_client_method()));
+#endif
+    return s;
+}
+
+static void store_free(ca_store_t *s)
+{
+#ifdef PLE_CURL_WOLFSSL
+    wolfSSL_X509_STORE_free(s);
+#else
+    X509_STORE_free(s);
+#endif
+}
+
+/* ssl_ctx holds a reference to s from now on; false: out of memory. */
+static bool store_attach(void *ssl_ctx, ca_store_t *s)
+{
+#ifdef PLE_CURL_WOLFSSL
+    if (wolfSSL_X509_STORE_up_ref(s) != WOLFSSL_SUCCESS)
+        return false;
+    wolfSSL_CTX_set_cert_store(ssl_ctx, s); /* takes the reference just made */
+    if (wolfSSL_CTX_get_cert_store(ssl_ctx) != s) {
+        wolfSSL_X509_STORE_free(s);
+        return false;
+    }
+#else
+    SSL_CTX_set1_cert_store(ssl_ctx, s); /* takes a reference of its own */
+#endif
+    return true;
+}
+
+/* Whether the libcurl we run with uses the TLS library this build links, whose contexts
+ * ssl_ctx_setup may touch. Debian's libcurl4 is OpenSSL's, but the same libcurl.so.4 may be
+ * another flavour on another system; the layer links its own libcurl.a. */
+static bool tls_hooks_apply(void)
+{
+#ifdef PLE_CURL_WOLFSSL
+    static const char lib[] = "wolfSSL/";
+#else
+    static const char lib[] = "OpenSSL/";
+#endif
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    bool ok = v && v->ssl_version && strncmp(v->ssl_version, lib, sizeof(lib) - 1) == 0;
+    if (!ok)
+        log_debug("libcurl's TLS library is not the one linked: its own CA handling is used",
+                  LKS("tls", v && v->ssl_version ? v->ssl_version : ""));
+    return ok;
+}
+
+/* CURLE_OK, or the error the connection fails with (logged once). */
 static CURLcode ca_store_load(struct upstream *u)
 {
     if (u->ca_store)
         return CURLE_OK;
-    WOLFSSL_X509_STORE *s = wolfSSL_X509_STORE_new();
-    if (!s)
-        return CURLE_OUT_OF_MEMORY;
     uint64_t t0 = uv_hrtime();
-    if (wolfSSL_X509_STORE_load_locations(s, u->ca_file, u->ca_path) != WOLFSSL_SUCCESS) {
-        wolfSSL_X509_STORE_free(s);
+    u->ca_store = store_parse(u->ca_file, u->ca_path);
+    if (!u->ca_store) {
         if (!u->ca_store_failed)
             log_error("CA certificates cannot be loaded; https uploads will fail",
                       LKS("file", u->ca_file ? u->ca_file : "")
@@ -510,56 +586,81 @@ static CURLcode ca_store_load(struct upstream *u)
         u->ca_store_failed = true;
         return CURLE_SSL_CACERT_BADFILE;
     }
-    u->ca_store = s;
     log_debug("CA certificates parsed", LKI("us", (int64_t)((uv_hrtime() - t0) / 1000)));
     return CURLE_OK;
 }
 
-static CURLcode ca_store_attach(CURL *e, void *ssl_ctx, void *ud)
+#ifdef PLE_CURL_OPENSSL
+/* curl 7.88 caches the very SSL_SESSION that OpenSSL hands its new-session callback, which is
+ * also the connection's current session. When curl frees an HTTP/2 connection that the remote
+ * has closed, it skips SSL_shutdown, and OpenSSL then marks the connection's current session
+ * not resumable (ssl_clear_bad_session): curl goes on offering it and OpenSSL leaves it out of
+ * the ClientHello, so no HTTP/2 reconnect ever resumed (HTTP/1.1 connections are shut down and
+ * kept theirs). curl is handed a copy instead, which that marking cannot reach. */
+static int (*curl_new_session)(SSL *, SSL_SESSION *);
+
+static int new_session_copy(SSL *ssl, SSL_SESSION *session)
 {
-    struct upstream *u = ud;
-    (void)e;
-    CURLcode rc = ca_store_load(u);
-    if (rc != CURLE_OK)
-        return rc;
-    if (wolfSSL_X509_STORE_up_ref(u->ca_store) != WOLFSSL_SUCCESS)
-        return CURLE_OUT_OF_MEMORY;
-    wolfSSL_CTX_set_cert_store(ssl_ctx, u->ca_store); /* takes the reference just made */
-    if (wolfSSL_CTX_get_cert_store(ssl_ctx) != u->ca_store) {
-        wolfSSL_X509_STORE_free(u->ca_store);
-        return CURLE_OUT_OF_MEMORY;
-    }
-    return CURLE_OK;
+    SSL_SESSION *copy = SSL_SESSION_dup(session);
+    if (copy && curl_new_session(ssl, copy) != 1)
+        SSL_SESSION_free(copy); /* curl did not keep it */
+    return 0;                   /* the original stays OpenSSL's alone */
 }
 #endif
 
+static CURLcode ssl_ctx_setup(CURL *e, void *ssl_ctx, void *ud)
+{
+    struct upstream *u = ud;
+    (void)e;
+#ifdef PLE_CURL_OPENSSL
+    int (*cb)(SSL *, SSL_SESSION *) = SSL_CTX_sess_get_new_cb(ssl_ctx);
+    if (cb && cb != new_session_copy) {
+        curl_new_session = cb;
+        SSL_CTX_sess_set_new_cb(ssl_ctx, new_session_copy);
+    }
+#endif
+    if (!u->ca_file && !u->ca_path)
+        return CURLE_OK; /* the TLS library's own default, if it has one */
+    CURLcode rc = ca_store_load(u);
+    if (rc != CURLE_OK)
+        return rc;
+    return store_attach(ssl_ctx, u->ca_store) ? CURLE_OK : CURLE_OUT_OF_MEMORY;
+}
+#endif /* PLE_CA_STORE */
+
 void upstream_prepare_tls(struct upstream *u)
 {
-#ifdef PLE_CURL_WOLFSSL
-    if (u && !u->ca_store && !u->ca_store_failed && (u->ca_file || u->ca_path) &&
+#ifdef PLE_CA_STORE
+    if (u && u->tls_hooks && !u->ca_store && !u->ca_store_failed && (u->ca_file || u->ca_path) &&
         strncmp(u->c->remote_address, "https:", 6) == 0)
         ca_store_load(u);
 #else
-    (void)u; /* Debian's libcurl parses its bundle itself, at the first connection */
+    (void)u; /* libcurl parses its bundle itself, at the first connection */
 #endif
 }
 
 static void set_ca(CURL *e, struct upstream *u)
 {
-#ifdef PLE_CURL_WOLFSSL
-    if (u->ca_file || u->ca_path) {
-        curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ca_store_attach);
+#ifdef PLE_CA_STORE
+    if (u->tls_hooks) {
+        curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_setup);
         curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, u);
+        /* No file and no directory of curl's own: the store is ours. Debian's libcurl would
+         * otherwise add its default bundle and directory and parse them into the store again. */
+        if (u->ca_file || u->ca_path) {
+            curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
+            curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+        }
+        return;
     }
-#else
-    /* Debian's libcurl (OpenSSL) keeps the parsed bundle in the multi handle, but only when no CA
-     * directory is set, and its default adds one (/etc/ssl/certs): it would then parse the whole
-     * bundle again for every connection, 40 ms of CPU for 145 certificates. So the directory is
-     * set too, to NULL unless SSL_CERT_DIR names one. */
+#endif
+    /* Without our store (a libcurl whose TLS library is not the one this build links): libcurl
+     * with OpenSSL keeps its parsed bundle in the multi handle only when no CA directory is set,
+     * and Debian's default adds one (/etc/ssl/certs); it would then parse the whole bundle again
+     * for every connection. So the directory is set too, to NULL unless SSL_CERT_DIR names one. */
     if (u->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
     curl_easy_setopt(e, CURLOPT_CAPATH, u->ca_path);
-#endif
 }
 
 /* A transfer that finds a connection to the remote still connecting waits for its ALPN answer
@@ -1008,6 +1109,9 @@ struct upstream *upstream_new(uv_loop_t *loop, struct queue *q, const struct con
     const char *dns = getenv("PLE_TEST_DNS_CACHE_TIMEOUT");
     u->dns_cache_timeout_s = dns && *dns ? strtol(dns, NULL, 10) : -1;
     probe_ca(u);
+#ifdef PLE_CA_STORE
+    u->tls_hooks = tls_hooks_apply();
+#endif
     q->on_push = on_kick;
     q->on_push_ud = u;
     start_transfers(u); /* uploads may have queued before the uploader existed */
@@ -1127,9 +1231,9 @@ void upstream_close(struct upstream *u, void (*done)(void *ud), void *ud)
     if (u->retired_share)
         curl_share_cleanup(u->retired_share);
     u->retired_share = NULL;
-#ifdef PLE_CURL_WOLFSSL
+#ifdef PLE_CA_STORE
     if (u->ca_store) /* every connection's context, which held a reference, is freed */
-        wolfSSL_X509_STORE_free(u->ca_store);
+        store_free(u->ca_store);
     u->ca_store = NULL;
 #endif
     while (u->polls)

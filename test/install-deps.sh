@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   gcc make cmake libc6-dev pkg-config ca-certificates
-  libuv1-dev libcurl4-openssl-dev libjansson-dev node-llhttp
+  libuv1-dev libcurl4-openssl-dev libssl-dev libjansson-dev node-llhttp
   python3 nodejs npm wrk openssl clang libclang-rt-14-dev
   awscli
   nginx-light

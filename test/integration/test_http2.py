@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -26,17 +25,6 @@ from test_relay import http_exchange, post
 
 
 SESSION_IN_URI = re.compile(r"__session_id__(?:=|%3D)([0-9a-f]{16})")
-
-
-def links_openssl(binary):
-    """Debian's libcurl 7.88 with OpenSSL 3 (the dev build) offers the cached TLS 1.3 session on an
-    HTTP/2 reconnect, yet nginx never resumes it; the curl 7.88 command line shows the same, and
-    over HTTP/1.1 both resume. The layer (wolfSSL) resumes: test/layer runs this test on it."""
-    try:
-        out = subprocess.run(["ldd", binary], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return "libssl" in out
 
 
 def established(port):
@@ -145,8 +133,7 @@ class Http2Test(unittest.TestCase):
         recs2 = self.sink.wait_seqs(again)
         self.assertEqual(len({r["conn"] for r in recs2}), 1, recs2)
         self.assertNotEqual(recs2[0]["conn"], recs[0]["conn"])
-        if not links_openssl(self.binary):
-            self.assertEqual({r["reused"] for r in recs2}, {"r"}, "the reconnect resumed no TLS session")
+        self.assertEqual({r["reused"] for r in recs2}, {"r"}, "the reconnect resumed no TLS session")
         # Past HTTP/2's first 64 KiB window, the rest of a burst opens its own connection (resumed)
         # instead of waiting a round trip for the server's window update.
         self.wait_remote_closed()
@@ -237,10 +224,9 @@ class Http2Test(unittest.TestCase):
         self.addCleanup(ext.kill)
         emu.process = ext.proc
         emu.wait_calls("/event/next", 1, timeout=10)
-        if not links_openssl(self.binary):
-            # The layer parses the CA bundle once registered, during the function's init, not
-            # at the first upload (Debian's libcurl parses its own, at the first connection).
-            ext.wait_for_log(r'msg="CA certificates parsed" us=\d+', timeout=10)
+        # The CA bundle is parsed once registered, during the function's init, not at the first
+        # upload.
+        ext.wait_for_log(r'msg="CA certificates parsed" us=\d+', timeout=10)
         return ext
 
     def emulator(self, **kw):
