@@ -756,6 +756,11 @@ static struct transfer *transfer_get(struct upstream *u)
 /* What failed, in words: curl's error buffer, else its text for rc; "" when nothing did. */
 static const char *transfer_error(const struct transfer *t, CURLcode rc)
 {
+#ifdef PLE_CA_STORE
+    /* curl's own words would be "error signaled by ssl ctx callback" */
+    if (rc == CURLE_SSL_CACERT_BADFILE && t->u->ca_store_failed)
+        return "the CA certificates (SSL_CERT_FILE, SSL_CERT_DIR) cannot be loaded";
+#endif
     return rc == CURLE_OK ? "" : t->err[0] ? t->err : curl_easy_strerror(rc);
 }
 

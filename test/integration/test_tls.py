@@ -63,6 +63,21 @@ class TlsTest(unittest.TestCase):
         ext.wait_for_log(r'level=error msg="SSL_CERT_FILE cannot be read; https uploads will fail" '
                          r'path=.*missing\.pem')
 
+    def test_ssl_cert_file_that_holds_no_certificate_is_a_clear_error(self):
+        """Readable but no bundle: one error when the extension parses it (at start in dev mode),
+        then each upload fails at once, unsent and not retried, saying why."""
+        bad = os.path.join(self.dir, "not-a-bundle.pem")
+        with open(bad, "w") as f:
+            f.write("this is not a certificate\n")
+        ext = self.start(bad)
+        ext.wait_for_log(r'level=error msg="CA certificates cannot be loaded; https uploads will '
+                         r'fail" file=.*not-a-bundle\.pem')
+        self.assertEqual(http_exchange(self.port, post("/ingest?bad=1", b"x"))[0][0], 200)
+        ext.wait_for_log(r'level=error msg="upload failed" .*error="the CA certificates '
+                         r'\(SSL_CERT_FILE, SSL_CERT_DIR\) cannot be loaded".*attempts=1')
+        self.assertEqual(len(self.remote.requests), 0)
+        self.assertEqual(ext.log().count("CA certificates cannot be loaded"), 1)  # logged once
+
 
 if __name__ == "__main__":
     unittest.main()
