@@ -401,10 +401,16 @@ static void on_connection(uv_stream_t *ls, int status)
     t->open_handles++;
     t->n_conns++;
     PLE_LIST_PUSH(&t->conns, c);
-    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0 || t->n_conns > TELEMETRY_MAX_CONNECTIONS) {
-        if (t->n_conns > TELEMETRY_MAX_CONNECTIONS)
-            log_warn("telemetry listener: too many connections; new one closed",
-                     LKI("limit", TELEMETRY_MAX_CONNECTIONS));
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+        tconn_close(c);
+        return;
+    }
+    if (t->n_conns > TELEMETRY_MAX_CONNECTIONS) {
+        /* Logged like any refusal: at most once a second, with how many since. */
+        uint64_t n = rate_limit_hit(&t->rejected, uv_now(t->loop));
+        if (n)
+            log_warn("telemetry listener: too many connections; new ones closed",
+                     LKI("closed", n) LKI("limit", TELEMETRY_MAX_CONNECTIONS));
         tconn_close(c);
         return;
     }
