@@ -1,4 +1,5 @@
 /* Wires configuration -> loop -> parts. No logic of its own. */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,13 @@ int main(int argc, char **argv)
     int code = about_main(argc, argv, stdout, stderr); /* --version, --help */
     if (code >= 0)
         return code;
+    /* A write to a socket its peer has reset must be an EPIPE that the writer handles, never the
+     * signal that kills us with every accepted profile still queued. The layer's wolfSSL writes
+     * curl's sockets with no MSG_NOSIGNAL, and curl's own guard is off (CURLOPT_NOSIGNAL): when
+     * curl checks a kept-alive HTTP/2 connection the remote has closed, it reads the GOAWAY and
+     * the close_notify, answers, and wolfSSL's close_notify then meets the reset socket. libuv
+     * writes with write(2) too. Nothing of ours wants the signal. */
+    signal(SIGPIPE, SIG_IGN);
     struct config cfg;
     if (config_load(&cfg, config_getenv_process, NULL) != 0)
         return 1;

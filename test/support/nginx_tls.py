@@ -32,10 +32,11 @@ class NginxTlsSink:
     FIELDS = ("msec", "uri", "tls", "reused", "proto", "conn", "status")
 
     def __init__(self, work, cert_dir, keepalive_s=2, spawn=subprocess.Popen,
-                 keepalive_requests=1000):
+                 keepalive_requests=1000, protocols="TLSv1.2 TLSv1.3"):
         """cert_dir holds srv.pem and srv.key (test/support/tlsca.py). keepalive_requests: how
         many requests a connection serves before nginx ends it (over HTTP/2 with a GOAWAY, as
-        load balancers do; nginx's default is 1000)."""
+        load balancers do; nginx's default is 1000). protocols: nginx's ssl_protocols. keepalive_s
+        may be a fraction (nginx is given milliseconds)."""
         self.dir = os.path.join(work, "nginx-tls")
         os.makedirs(self.dir, exist_ok=True)
         self.port = _free_port()
@@ -51,8 +52,8 @@ http {
   access_log %(d)s/access.log up;
   client_body_temp_path %(d)s/body; proxy_temp_path %(d)s/proxy;
   fastcgi_temp_path %(d)s/fastcgi; uwsgi_temp_path %(d)s/uwsgi; scgi_temp_path %(d)s/scgi;
-  client_max_body_size 64m; keepalive_timeout %(ka)ds; keepalive_requests %(kr)d;
-  ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets on;
+  client_max_body_size 64m; keepalive_timeout %(ka)dms; keepalive_requests %(kr)d;
+  ssl_protocols %(protocols)s; ssl_session_tickets on;
   ssl_session_cache shared:ple:1m; ssl_session_timeout 10m;
   upstream back { server unix:%(d)s/back.sock; keepalive 16; }
   server {
@@ -64,7 +65,8 @@ http {
            keepalive_requests 1000000;
            location / { return 200; } }
 }
-""" % {"d": d, "port": self.port, "c": cert_dir, "ka": keepalive_s, "kr": keepalive_requests})
+""" % {"d": d, "port": self.port, "c": cert_dir, "ka": keepalive_s * 1000,
+       "kr": keepalive_requests, "protocols": protocols})
         open(self.log, "w").close()
         self.proc = spawn([nginx_path(), "-e", os.path.join(d, "error.log"), "-p", d, "-c", conf],
                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
