@@ -18,12 +18,13 @@
 #include <wolfssl/options.h>  /* first: the options wolfSSL was built with */
 #include <wolfssl/ssl.h>
 typedef WOLFSSL_X509_STORE ca_store_t;
-#define PLE_CA_STORE 1
 #elif defined(PLE_CURL_OPENSSL) /* the dev build: Debian's libcurl with OpenSSL 3 */
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 typedef X509_STORE ca_store_t;
-#define PLE_CA_STORE 1
+#else
+#error "PLE_CURL_WOLFSSL (the layer) or PLE_CURL_OPENSSL (the dev build): cmake/FindPleDeps.cmake"
 #endif
 
 #include "buf.h"
@@ -115,12 +116,10 @@ struct upstream {
     const char *ca_file, *ca_path;
     long dns_cache_timeout_s; /* PLE_TEST_DNS_CACHE_TIMEOUT, test-only; -1: curl's default */
     bool snapshot_pending; /* SnapStart, not yet restored: keep no connection after its transfer */
-#ifdef PLE_CA_STORE
-    ca_store_t *ca_store; /* the CA bundle, parsed once (ssl_ctx_setup) */
-    bool ca_store_failed; /* logged once */
-    bool tls_hooks;       /* libcurl's TLS library is the one this build links */
-#endif
-    int open_handles; /* uv handles not yet closed; the struct is freed when it reaches 0 */
+    ca_store_t *ca_store;  /* the CA bundle, parsed once (ssl_ctx_setup) */
+    bool ca_store_failed;  /* logged once; not parsed again */
+    bool tls_hooks;        /* libcurl's TLS library is the one this build links */
+    int open_handles;      /* uv handles not yet closed; the struct is freed when it reaches 0 */
     bool closing;
     void (*done)(void *);
     void *done_ud;
@@ -505,7 +504,6 @@ static void set_signature(struct transfer *t)
  * Either way the store is parsed early, by upstream_prepare_tls once the extension is registered
  * (so that cold start stays free of it and the parse overlaps the runtime's own init), else at
  * the first https connection; the TLS library counts the references. */
-#ifdef PLE_CA_STORE
 static ca_store_t *store_parse(const char *file, const char *dir)
 {
 #ifdef PLE_CURL_WOLFSSL
@@ -519,6 +517,7 @@ static ca_store_t *store_parse(const char *file, const char *dir)
     if (s && ((file && !X509_STORE_load_file(s, file)) || (dir && !X509_STORE_load_path(s, dir)))) {
         X509_STORE_free(s);
         s = NULL;
+        ERR_clear_error();
     }
     /* OpenSSL 3 loads its providers and fetches its algorithms at the first context: 3-4 ms that
      * the first connection would otherwise pay, once per process. */
@@ -554,17 +553,19 @@ static bool store_attach(void *ssl_ctx, ca_store_t *s)
 }
 
 /* Whether the libcurl we run with uses the TLS library this build links, whose contexts
- * ssl_ctx_setup may touch. Debian's libcurl4 is OpenSSL's, but the same libcurl.so.4 may be
- * another flavour on another system; the layer links its own libcurl.a. */
+ * ssl_ctx_setup may touch. Debian's libcurl4 is OpenSSL 3's, but the same libcurl.so.4 may be
+ * another flavour, or built on another OpenSSL major version, on another system; the layer links
+ * its own libcurl.a. */
 static bool tls_hooks_apply(void)
 {
+    char lib[32];
 #ifdef PLE_CURL_WOLFSSL
-    static const char lib[] = "wolfSSL/";
+    snprintf(lib, sizeof(lib), "wolfSSL/");
 #else
-    static const char lib[] = "OpenSSL/";
+    snprintf(lib, sizeof(lib), "OpenSSL/%d.", OPENSSL_VERSION_MAJOR);
 #endif
     const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
-    bool ok = v && v->ssl_version && strncmp(v->ssl_version, lib, sizeof(lib) - 1) == 0;
+    bool ok = v && v->ssl_version && strncmp(v->ssl_version, lib, strlen(lib)) == 0;
     if (!ok)
         log_debug("libcurl's TLS library is not the one linked: its own CA handling is used",
                   LKS("tls", v && v->ssl_version ? v->ssl_version : ""));
@@ -576,13 +577,14 @@ static CURLcode ca_store_load(struct upstream *u)
 {
     if (u->ca_store)
         return CURLE_OK;
+    if (u->ca_store_failed) /* a bundle that failed once is not parsed again for each upload */
+        return CURLE_SSL_CACERT_BADFILE;
     uint64_t t0 = uv_hrtime();
     u->ca_store = store_parse(u->ca_file, u->ca_path);
     if (!u->ca_store) {
-        if (!u->ca_store_failed)
-            log_error("CA certificates cannot be loaded; https uploads will fail",
-                      LKS("file", u->ca_file ? u->ca_file : "")
-                          LKS("dir", u->ca_path ? u->ca_path : ""));
+        log_error("CA certificates cannot be loaded; https uploads will fail",
+                  LKS("file", u->ca_file ? u->ca_file : "")
+                      LKS("dir", u->ca_path ? u->ca_path : ""));
         u->ca_store_failed = true;
         return CURLE_SSL_CACERT_BADFILE;
     }
@@ -606,6 +608,20 @@ static int new_session_copy(SSL *ssl, SSL_SESSION *session)
         SSL_SESSION_free(copy); /* curl did not keep it */
     return 0;                   /* the original stays OpenSSL's alone */
 }
+
+/* A resumed connection runs on the session curl offered, its cached one, until the server sends
+ * a new one; over TLS 1.2 (or from a server that sends no ticket on resumption) it never does,
+ * and that connection's end would mark curl's copy not resumable in turn: the next reconnect
+ * would do a full handshake. So curl gets a copy of it too once the handshake is done. */
+static void on_handshake_info(const SSL *ssl, int where, int ret)
+{
+    (void)ret;
+    if ((where & SSL_CB_HANDSHAKE_DONE) && SSL_session_reused(ssl)) {
+        SSL_SESSION *current = SSL_get0_session(ssl);
+        if (current)
+            new_session_copy((SSL *)ssl, current);
+    }
+}
 #endif
 
 static CURLcode ssl_ctx_setup(CURL *e, void *ssl_ctx, void *ud)
@@ -617,43 +633,42 @@ static CURLcode ssl_ctx_setup(CURL *e, void *ssl_ctx, void *ud)
     if (cb && cb != new_session_copy) {
         curl_new_session = cb;
         SSL_CTX_sess_set_new_cb(ssl_ctx, new_session_copy);
+        if (!SSL_CTX_get_info_callback(ssl_ctx)) /* curl 7.88 sets none */
+            SSL_CTX_set_info_callback(ssl_ctx, on_handshake_info);
     }
 #endif
     if (!u->ca_file && !u->ca_path)
-        return CURLE_OK; /* the TLS library's own default, if it has one */
+        return CURLE_OK; /* curl's built-in CA file and directory, if it has them */
     CURLcode rc = ca_store_load(u);
     if (rc != CURLE_OK)
         return rc;
     return store_attach(ssl_ctx, u->ca_store) ? CURLE_OK : CURLE_OUT_OF_MEMORY;
 }
-#endif /* PLE_CA_STORE */
 
 void upstream_prepare_tls(struct upstream *u)
 {
-#ifdef PLE_CA_STORE
-    if (u && u->tls_hooks && !u->ca_store && !u->ca_store_failed && (u->ca_file || u->ca_path) &&
+    if (u && u->tls_hooks && (u->ca_file || u->ca_path) &&
         strncmp(u->c->remote_address, "https:", 6) == 0)
         ca_store_load(u);
-#else
-    (void)u; /* libcurl parses its bundle itself, at the first connection */
-#endif
 }
 
 static void set_ca(CURL *e, struct upstream *u)
 {
-#ifdef PLE_CA_STORE
     if (u->tls_hooks) {
         curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_setup);
         curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, u);
         /* No file and no directory of curl's own: the store is ours. Debian's libcurl would
-         * otherwise add its default bundle and directory and parse them into the store again. */
+         * otherwise add its default bundle and directory and parse them into the store again.
+         * The same for an https proxy from the environment, whose context curl sets up through
+         * the same callback: it is verified with the same store, which nothing may widen. */
         if (u->ca_file || u->ca_path) {
             curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
             curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+            curl_easy_setopt(e, CURLOPT_PROXY_CAINFO, NULL);
+            curl_easy_setopt(e, CURLOPT_PROXY_CAPATH, NULL);
         }
         return;
     }
-#endif
     /* Without our store (a libcurl whose TLS library is not the one this build links): libcurl
      * with OpenSSL keeps its parsed bundle in the multi handle only when no CA directory is set,
      * and Debian's default adds one (/etc/ssl/certs); it would then parse the whole bundle again
@@ -756,11 +771,9 @@ static struct transfer *transfer_get(struct upstream *u)
 /* What failed, in words: curl's error buffer, else its text for rc; "" when nothing did. */
 static const char *transfer_error(const struct transfer *t, CURLcode rc)
 {
-#ifdef PLE_CA_STORE
     /* curl's own words would be "error signaled by ssl ctx callback" */
     if (rc == CURLE_SSL_CACERT_BADFILE && t->u->ca_store_failed)
         return "the CA certificates (SSL_CERT_FILE, SSL_CERT_DIR) cannot be loaded";
-#endif
     return rc == CURLE_OK ? "" : t->err[0] ? t->err : curl_easy_strerror(rc);
 }
 
@@ -1114,9 +1127,7 @@ struct upstream *upstream_new(uv_loop_t *loop, struct queue *q, const struct con
     const char *dns = getenv("PLE_TEST_DNS_CACHE_TIMEOUT");
     u->dns_cache_timeout_s = dns && *dns ? strtol(dns, NULL, 10) : -1;
     probe_ca(u);
-#ifdef PLE_CA_STORE
     u->tls_hooks = tls_hooks_apply();
-#endif
     q->on_push = on_kick;
     q->on_push_ud = u;
     start_transfers(u); /* uploads may have queued before the uploader existed */
@@ -1236,11 +1247,9 @@ void upstream_close(struct upstream *u, void (*done)(void *ud), void *ud)
     if (u->retired_share)
         curl_share_cleanup(u->retired_share);
     u->retired_share = NULL;
-#ifdef PLE_CA_STORE
     if (u->ca_store) /* every connection's context, which held a reference, is freed */
         store_free(u->ca_store);
     u->ca_store = NULL;
-#endif
     while (u->polls)
         poll_close(u->polls);
     while (u->orphans)
