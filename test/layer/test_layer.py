@@ -31,6 +31,7 @@ from tlsca import make_ca_and_cert  # noqa: E402
 from hostname import HOST, private_hosts_prefix  # noqa: E402
 from test_hostname_remote import check_scenario  # noqa: E402
 import test_http2  # noqa: E402  (its class is run on the layer's binary below)
+import test_tls  # noqa: E402  (likewise)
 
 ARCH = os.environ.get("PLE_LAYER_ARCH", "x86_64")
 ZIP = os.path.join(ROOT, os.environ.get("PLE_LAYER_ZIP", "dist/pyroscope-lambda-extension-%s.zip" % ARCH))
@@ -257,6 +258,14 @@ class LayerHttp2Test(test_http2.Http2Test):
     """test/integration/test_http2.py on the layer's binary: one connection for a burst, TLS
     resumption from the share handle after the remote closed the idle connection, by name and by
     IP address."""
+    binary = BINARY
+
+
+@unittest.skipIf(EMULATED, "the empty-root https tests run the arm64 binary under qemu")
+class LayerTlsTest(test_tls.TlsTest):
+    """test/integration/test_tls.py on the layer's binary: a remote verified with SSL_CERT_FILE, an
+    unverifiable one refused and not retried, an unreadable or certificate-less SSL_CERT_FILE a
+    clear error."""
     binary = BINARY
 
 
