@@ -504,6 +504,11 @@ static void set_signature(struct transfer *t)
  * Either way the store is parsed early, by upstream_prepare_tls once the extension is registered
  * (so that cold start stays free of it and the parse overlaps the runtime's own init), else at
  * the first https connection; the TLS library counts the references. */
+static bool is_https(const char *url)
+{
+    return strncmp(url, "https:", 6) == 0;
+}
+
 static ca_store_t *store_parse(const char *file, const char *dir)
 {
 #ifdef PLE_CURL_WOLFSSL
@@ -647,8 +652,7 @@ static CURLcode ssl_ctx_setup(CURL *e, void *ssl_ctx, void *ud)
 
 void upstream_prepare_tls(struct upstream *u)
 {
-    if (u && u->tls_hooks && (u->ca_file || u->ca_path) &&
-        strncmp(u->c->remote_address, "https:", 6) == 0)
+    if (u && u->tls_hooks && (u->ca_file || u->ca_path) && is_https(u->c->remote_address))
         ca_store_load(u);
 }
 
@@ -715,7 +719,7 @@ static void configure_easy(struct upstream *u, struct transfer *t)
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->err);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
     curl_easy_setopt(e, CURLOPT_SHARE, u->share);
-    if (strncmp(r->url, "https:", 6) == 0) {
+    if (is_https(r->url)) {
         /* HTTP/2 if the remote offers it in ALPN, else HTTP/1.1. */
         curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
         curl_easy_setopt(e, CURLOPT_PIPEWAIT, pipewait(u, r->body_len) ? 1L : 0L);
@@ -1050,7 +1054,7 @@ static void probe_ca(struct upstream *u)
         "/etc/ssl/cert.pem",                  /* Alpine */
         "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
     };
-    bool https = strncmp(u->c->remote_address, "https:", 6) == 0;
+    bool https = is_https(u->c->remote_address);
     const char *file = getenv("SSL_CERT_FILE");
     const char *dir = getenv("SSL_CERT_DIR");
     u->ca_file = file && *file ? file : NULL;
